@@ -1,0 +1,97 @@
+"""Grouped-query attention as pure functions: full (causal) and decode over a shared prompt.
+
+Shapes: B prompts, G samples per prompt, N = B * G rows, T query length, S key length,
+Hkv key/value heads, R = Hq / Hkv query heads per key/value head, Dh head width.
+
+Softmax and score accumulation run in float32 whatever the compute dtype.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+_NEG = -1e30  # additive mask value; finite so fully-masked rows stay NaN-free
+
+
+def causal_attention(
+    q_bthd: jax.Array, k_bskd: jax.Array, v_bskd: jax.Array, key_valid_bs: jax.Array
+) -> jax.Array:
+    """Causal self-attention over one sequence per row (training forward and prefill).
+
+    Query i attends to key j iff j <= i (by index) and ``key_valid[j]``. Left padding is
+    expressed through ``key_valid``.
+
+    Args:
+      q_bthd: [B, T, Hq, Dh] queries (RoPE applied).
+      k_bskd, v_bskd: [B, T, Hkv, Dh] keys and values (S == T).
+      key_valid_bs: bool [B, T], True on real tokens.
+    Returns:
+      [B, T, Hq, Dh] in the dtype of ``v``.
+    """
+    b, t, hq, dh = q_bthd.shape
+    hkv = k_bskd.shape[2]
+    q = q_bthd.reshape(b, t, hkv, hq // hkv, dh)
+    scores = jnp.einsum("btkrd,bskd->bkrts", q, k_bskd, preferred_element_type=jnp.float32) * (
+        dh**-0.5
+    )  # [B, Hkv, R, T, S]
+    causal = jnp.tril(jnp.ones((t, t), dtype=bool))
+    mask = causal[None, :, :] & key_valid_bs[:, None, :]  # [B, T, S]
+    scores = jnp.where(mask[:, None, None, :, :], scores, _NEG)
+    probs = jax.nn.softmax(scores, axis=-1).astype(v_bskd.dtype)
+    out = jnp.einsum("bkrts,bskd->btkrd", probs, v_bskd, preferred_element_type=jnp.float32)
+    return out.reshape(b, t, hq, dh).astype(v_bskd.dtype)
+
+
+def shared_prompt_decode_attention(
+    q_nhd: jax.Array,
+    k_new_nkd: jax.Array,
+    v_new_nkd: jax.Array,
+    prompt_k_bkpd: jax.Array,
+    prompt_v_bkpd: jax.Array,
+    prompt_valid_bp: jax.Array,
+    gen_k_nktd: jax.Array,
+    gen_v_nktd: jax.Array,
+    gen_valid_t: jax.Array,
+) -> jax.Array:
+    """One decode step for N = B * G rows whose G samples share one prompt KV cache.
+
+    Each query attends to three segments under one softmax: its prompt's cache (stored
+    once per prompt, read by all G samples), the row's own earlier generated tokens, and
+    the row's current token.
+
+    Args:
+      q_nhd: [N, Hq, Dh] the current token's queries.
+      k_new_nkd, v_new_nkd: [N, Hkv, Dh] the current token's key and value.
+      prompt_k_bkpd, prompt_v_bkpd: [B, Hkv, P, Dh] prompt cache (left-padded prompts).
+      prompt_valid_bp: bool [B, P], True on real prompt tokens.
+      gen_k_nktd, gen_v_nktd: [N, Hkv, Tg, Dh] generated-token cache.
+      gen_valid_t: bool [Tg], True on cache slots already written (slot < current step).
+    Returns:
+      [N, Hq, Dh] in the dtype of ``v_new``.
+    """
+    n, hq, dh = q_nhd.shape
+    b, hkv, p, _ = prompt_k_bkpd.shape
+    g = n // b
+    tg = gen_k_nktd.shape[2]
+    scale = dh**-0.5
+    q = q_nhd.reshape(b, g, hkv, hq // hkv, dh)
+    f32 = jnp.float32
+    s_prompt = jnp.einsum("bgkrd,bkpd->bgkrp", q, prompt_k_bkpd, preferred_element_type=f32)
+    gen_k = gen_k_nktd.reshape(b, g, hkv, tg, dh)
+    gen_v = gen_v_nktd.reshape(b, g, hkv, tg, dh)
+    s_gen = jnp.einsum("bgkrd,bgktd->bgkrt", q, gen_k, preferred_element_type=f32)
+    k_new = k_new_nkd.reshape(b, g, hkv, dh)
+    s_self = jnp.einsum("bgkrd,bgkd->bgkr", q, k_new, preferred_element_type=f32)[..., None]
+    s_prompt = jnp.where(prompt_valid_bp[:, None, None, None, :], s_prompt * scale, _NEG)
+    s_gen = jnp.where(gen_valid_t, s_gen * scale, _NEG)
+    scores = jnp.concatenate([s_prompt, s_gen, s_self * scale], axis=-1)  # [B, G, Hkv, R, P+Tg+1]
+    probs = jax.nn.softmax(scores, axis=-1)
+    dtype = v_new_nkd.dtype
+    p_prompt = probs[..., :p].astype(dtype)
+    p_gen = probs[..., p : p + tg].astype(dtype)
+    p_self = probs[..., p + tg :].astype(dtype)
+    out = jnp.einsum("bgkrp,bkpd->bgkrd", p_prompt, prompt_v_bkpd, preferred_element_type=f32)
+    out += jnp.einsum("bgkrt,bgktd->bgkrd", p_gen, gen_v, preferred_element_type=f32)
+    out += p_self * v_new_nkd.reshape(b, g, hkv, 1, dh).astype(f32)
+    return out.reshape(n, hq, dh).astype(dtype)

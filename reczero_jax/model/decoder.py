@@ -1,0 +1,336 @@
+"""The Flax (Linen) decoder: Qwen2/2.5, Qwen3 and Llama 3 in one module.
+
+Layers are stacked with ``nn.scan`` (parameters carry a leading ``layers`` axis), which
+keeps compile time flat in depth. Every parameter and the residual stream carry logical
+axis names (see :mod:`reczero_jax.sharding`).
+
+Two modes share one parameter tree:
+
+* ``mode='full'``: causal attention over whole sequences (training forward, prefill).
+  With ``return_kv`` it also returns the keys/values of every layer, [L, B, Hkv, T, Dh],
+  which the sampler keeps as the prompt cache.
+* ``mode='decode'``: one new token per row against a shared prompt cache and a
+  per-row generated cache (see :func:`attention.shared_prompt_decode_attention`); it
+  returns the new token's keys/values [L, N, Hkv, Dh] and leaves writing them to the
+  caller, so the scanned layers never copy the cache.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from reczero_jax.model import attention
+from reczero_jax.model.model_config import ModelConfig
+from reczero_jax.model.rope import apply_rope, inverse_frequencies
+from reczero_jax.sharding import constrain
+
+Dtype = Any
+REMAT_POLICIES = {
+    "none": None,
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
+}
+
+
+def _init(logical_axes: tuple[str | None, ...], stddev: float = 0.02):
+    return nn.with_logical_partitioning(nn.initializers.normal(stddev), logical_axes)
+
+
+def _zeros(logical_axes: tuple[str | None, ...]):
+    return nn.with_logical_partitioning(nn.initializers.zeros_init(), logical_axes)
+
+
+class RMSNorm(nn.Module):
+    """y = x / sqrt(mean(x^2) + eps) * scale, normalised in float32 like transformers."""
+
+    eps: float
+    dtype: Dtype
+    param_dtype: Dtype
+    logical_axis: str = "norm"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        scale = self.param(
+            "scale",
+            nn.with_logical_partitioning(nn.initializers.ones_init(), (self.logical_axis,)),
+            (x.shape[-1],),
+            self.param_dtype,
+        )
+        x32 = x.astype(jnp.float32)
+        y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+        return scale.astype(self.dtype) * y.astype(self.dtype)
+
+
+class MLP(nn.Module):
+    """SwiGLU: down(silu(gate(x)) * up(x))."""
+
+    config: ModelConfig
+    dtype: Dtype
+    param_dtype: Dtype
+
+    @nn.compact
+    def __call__(self, x_btd: jax.Array) -> jax.Array:
+        cfg = self.config
+        dense = functools.partial(
+            nn.Dense, use_bias=cfg.mlp_bias, dtype=self.dtype, param_dtype=self.param_dtype
+        )
+        gate = dense(
+            cfg.intermediate_size,
+            kernel_init=_init(("embed", "mlp")),
+            bias_init=_zeros(("mlp",)),
+            name="gate_proj",
+        )(x_btd)
+        up = dense(
+            cfg.intermediate_size,
+            kernel_init=_init(("embed", "mlp")),
+            bias_init=_zeros(("mlp",)),
+            name="up_proj",
+        )(x_btd)
+        h = constrain(nn.silu(gate) * up, "act_batch", "act_length", "act_mlp")
+        return dense(
+            cfg.hidden_size,
+            kernel_init=_init(("mlp", "embed")),
+            bias_init=_zeros(("embed",)),
+            name="down_proj",
+        )(h)
+
+
+class Attention(nn.Module):
+    """Grouped-query attention with RoPE (and Qwen3's per-head q/k RMSNorm)."""
+
+    config: ModelConfig
+    dtype: Dtype
+    param_dtype: Dtype
+    mode: str
+
+    @nn.compact
+    def __call__(self, x_btd, positions_bt, shared, layer_cache):
+        cfg = self.config
+        proj = functools.partial(
+            nn.DenseGeneral, axis=-1, dtype=self.dtype, param_dtype=self.param_dtype
+        )
+        q = proj(
+            (cfg.num_heads, cfg.head_dim),
+            use_bias=cfg.qkv_bias,
+            kernel_init=_init(("embed", "heads", "head_dim")),
+            bias_init=_zeros(("heads", "head_dim")),
+            name="q_proj",
+        )(x_btd)
+        k = proj(
+            (cfg.num_kv_heads, cfg.head_dim),
+            use_bias=cfg.qkv_bias,
+            kernel_init=_init(("embed", "kv_heads", "head_dim")),
+            bias_init=_zeros(("kv_heads", "head_dim")),
+            name="k_proj",
+        )(x_btd)
+        v = proj(
+            (cfg.num_kv_heads, cfg.head_dim),
+            use_bias=cfg.qkv_bias,
+            kernel_init=_init(("embed", "kv_heads", "head_dim")),
+            bias_init=_zeros(("kv_heads", "head_dim")),
+            name="v_proj",
+        )(x_btd)
+        if cfg.qk_norm:
+            norm = functools.partial(
+                RMSNorm, cfg.rms_norm_eps, self.dtype, self.param_dtype, logical_axis="head_dim"
+            )
+            q = norm(name="q_norm")(q)
+            k = norm(name="k_norm")(k)
+        inv_freq = inverse_frequencies(cfg)
+        q = apply_rope(q, positions_bt, inv_freq)  # [B, T, Hq, Dh]
+        k = apply_rope(k, positions_bt, inv_freq)  # [B, T, Hkv, Dh]
+        q = constrain(q, "act_batch", "act_length", "act_heads", None)
+        k = constrain(k, "act_batch", "act_length", "act_kv_heads", None)
+        v = constrain(v, "act_batch", "act_length", "act_kv_heads", None)
+
+        if self.mode == "full":
+            out = attention.causal_attention(q, k, v, shared["key_valid"])
+            new_kv = (k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3))  # [B, Hkv, T, Dh]
+        else:  # decode: T == 1
+            out = attention.shared_prompt_decode_attention(
+                q[:, 0],
+                k[:, 0],
+                v[:, 0],
+                layer_cache["prompt_k"],
+                layer_cache["prompt_v"],
+                shared["prompt_valid"],
+                layer_cache["gen_k"],
+                layer_cache["gen_v"],
+                shared["gen_valid"],
+            )[:, None]
+            new_kv = (k[:, 0], v[:, 0])  # [N, Hkv, Dh]
+        return nn.DenseGeneral(
+            cfg.hidden_size,
+            axis=(-2, -1),
+            use_bias=cfg.o_bias,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            kernel_init=_init(("heads", "head_dim", "embed")),
+            bias_init=_zeros(("embed",)),
+            name="o_proj",
+        )(out), new_kv
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block; the body of the layer scan."""
+
+    config: ModelConfig
+    dtype: Dtype
+    param_dtype: Dtype
+    mode: str
+    return_kv: bool
+
+    @nn.compact
+    def __call__(self, x_btd, positions_bt, shared, layer_cache):
+        cfg = self.config
+        norm = functools.partial(RMSNorm, cfg.rms_norm_eps, self.dtype, self.param_dtype)
+        h, new_kv = Attention(cfg, self.dtype, self.param_dtype, self.mode, name="attn")(
+            norm(name="input_norm")(x_btd), positions_bt, shared, layer_cache
+        )
+        x_btd = x_btd + h
+        x_btd = x_btd + MLP(cfg, self.dtype, self.param_dtype, name="mlp")(
+            norm(name="post_attn_norm")(x_btd)
+        )
+        x_btd = constrain(x_btd, "act_batch", "act_length", "act_embed")
+        return x_btd, (new_kv if self.return_kv else None)
+
+
+def logits_from_hidden(hidden: jax.Array, kernel_dv: jax.Array, dtype: Dtype) -> jax.Array:
+    """float32 logits [..., V] = hidden [..., D] @ kernel [D, V] (float32 accumulation)."""
+    return jnp.einsum(
+        "...d,dv->...v",
+        hidden.astype(dtype),
+        kernel_dv.astype(dtype),
+        preferred_element_type=jnp.float32,
+    )
+
+
+def lm_head_kernel(params, config: ModelConfig) -> jax.Array:
+    """The [D, V] output projection: the transposed embedding when tied."""
+    if config.tie_word_embeddings:
+        return params["embed"]["embedding"].T
+    return params["lm_head"]["kernel"]
+
+
+class Decoder(nn.Module):
+    """Decoder-only transformer.
+
+    Attributes:
+      config: the architecture.
+      dtype: compute dtype (float32 or bfloat16); logits are always float32.
+      param_dtype: storage dtype of the parameters.
+      remat: 'none', 'full' or 'dots' (see REMAT_POLICIES).
+      mode: 'full' or 'decode' (module docstring).
+      return_kv: return the per-layer keys/values.
+      output: 'logits' or 'hidden' (final-normed hidden states, for chunked log-probs).
+    """
+
+    config: ModelConfig
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    remat: str = "none"
+    mode: str = "full"
+    return_kv: bool = False
+    output: str = "logits"
+
+    @nn.compact
+    def __call__(self, tokens_bt, positions_bt, shared, cache=None):
+        """Runs the decoder.
+
+        Args:
+          tokens_bt: int32 [B, T] token ids (T == 1 in decode mode).
+          positions_bt: int32 [B, T] RoPE positions (real tokens counted from 0).
+          shared: dict of per-call arrays seen by every layer: ``key_valid`` bool [B, T]
+            in full mode; ``prompt_valid`` bool [B, P] and ``gen_valid`` bool [Tg] in
+            decode mode.
+          cache: decode mode only: dict with ``prompt_k``/``prompt_v`` [L, B, Hkv, P, Dh]
+            and ``gen_k``/``gen_v`` [L, N, Hkv, Tg, Dh].
+        Returns:
+          (out, kv): out is float32 logits [B, T, V] or hidden [B, T, D]; kv is the
+          per-layer (k, v) pair stacked on a leading L axis, or None.
+        """
+        cfg = self.config
+        if self.mode not in ("full", "decode"):
+            raise ValueError(f"mode must be 'full' or 'decode', got {self.mode!r}")
+        embed = nn.Embed(
+            cfg.vocab_size,
+            cfg.hidden_size,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            embedding_init=_init(("vocab", "embed")),
+            name="embed",
+        )
+        x = constrain(embed(tokens_bt), "act_batch", "act_length", "act_embed")
+
+        block = Block
+        policy = REMAT_POLICIES[self.remat]
+        if self.remat != "none":
+            block = nn.remat(Block, policy=policy, prevent_cse=False)
+        layers = nn.scan(
+            block,
+            variable_axes={"params": 0},
+            split_rngs={"params": True},
+            in_axes=(nn.broadcast, nn.broadcast, 0),
+            length=cfg.num_layers,
+            metadata_params={nn.PARTITION_NAME: "layers"},
+        )(cfg, self.dtype, self.param_dtype, self.mode, self.return_kv, name="layers")
+        x, kv = layers(x, positions_bt, shared, cache if cache is not None else {})
+        x = RMSNorm(cfg.rms_norm_eps, self.dtype, self.param_dtype, name="final_norm")(x)
+        if self.output == "hidden":
+            return x, kv
+        if cfg.tie_word_embeddings:
+            kernel = embed.embedding.T
+        else:
+            kernel = LMHead(cfg, self.param_dtype, name="lm_head")()
+        logits = logits_from_hidden(x, kernel, self.dtype)
+        return constrain(logits, "act_batch", "act_length", "act_vocab"), kv
+
+
+class LMHead(nn.Module):
+    """Holds the untied output projection kernel [D, V]."""
+
+    config: ModelConfig
+    param_dtype: Dtype
+
+    @nn.compact
+    def __call__(self) -> jax.Array:
+        return self.param(
+            "kernel",
+            _init(("embed", "vocab")),
+            (self.config.hidden_size, self.config.vocab_size),
+            self.param_dtype,
+        )
+
+
+# ------------------------------------------------------------------ functional helpers
+def positions_from_mask(mask_bt: jax.Array) -> jax.Array:
+    """RoPE positions that count real tokens only: cumsum(mask) - 1, clipped at 0."""
+    return jnp.maximum(jnp.cumsum(mask_bt.astype(jnp.int32), axis=-1) - 1, 0)
+
+
+@functools.partial(jax.jit, static_argnames=("config", "dtype"))
+def compute_logits(
+    config: ModelConfig,
+    params,
+    tokens_bt: jax.Array,
+    mask_bt: jax.Array | None = None,
+    dtype: Dtype = jnp.float32,
+) -> jax.Array:
+    """float32 logits [B, T, V] of a full causal forward (mask True on real tokens).
+
+    Jitted; one compilation per (config, dtype, shapes).
+    """
+    tokens_bt = jnp.asarray(tokens_bt, jnp.int32)
+    if mask_bt is None:
+        mask_bt = jnp.ones(tokens_bt.shape, bool)
+    mask_bt = jnp.asarray(mask_bt, bool)
+    model = Decoder(config, dtype=dtype, param_dtype=dtype)
+    logits, _ = model.apply(
+        {"params": params}, tokens_bt, positions_from_mask(mask_bt), {"key_valid": mask_bt}
+    )
+    return logits

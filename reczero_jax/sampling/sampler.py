@@ -1,0 +1,302 @@
+"""Jitted group sampling with a shared-prompt KV cache.
+
+For B prompts and G samples each (N = B * G rows):
+
+1. prompts are left-padded to the smallest length bucket that holds the longest one;
+2. each prompt is prefilled ONCE; its keys/values [L, B, Hkv, P, Dh] are kept as one
+   prompt cache that all G samples of the prompt read (it is never repeated G times);
+3. one ``lax.while_loop`` decodes all N rows; each step attends to the prompt cache, the
+   row's own generated cache [L, N, Hkv, T, Dh] and its current token, and writes the
+   current token's keys/values into the generated cache in place;
+4. the loop exits when every row has emitted an EOS id or completed a stop string, or
+   after ``max_new_tokens`` tokens.
+
+Rows are sharded over the mesh's ('data', 'fsdp') axes and weights over 'tensor'
+(:data:`reczero_jax.sharding.SAMPLE_RULES`). Each (batch, bucket) shape is compiled once
+ahead of time and cached; ``compiles`` counts the compilations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from reczero_jax import sharding
+from reczero_jax.model.decoder import Decoder, lm_head_kernel, logits_from_hidden
+from reczero_jax.model.model_config import ModelConfig
+from reczero_jax.model.params import param_shardings
+from reczero_jax.sampling.methods import Method, draw
+from reczero_jax.text.stop_strings import StopStrings
+from reczero_jax.text.stop_strings import update as stop_update
+
+DEFAULT_BUCKETS = (64, 128, 256, 512, 1024, 2048, 4096)
+
+
+class SamplerError(ValueError):
+    """Bad sampler input (empty prompt, prompt longer than the largest bucket...)."""
+
+
+@struct.dataclass
+class GroupSamples:
+    """G samples for each of B prompts; row r answers prompt r // G.
+
+    Attributes:
+      tokens: int32 [B*G, T] generated ids, ``pad_id`` after each row's end.
+      logprobs: float32 [B*G, T] log-probs of the sampled ids (0 after the end).
+      lengths: int32 [B*G] generated tokens per row, the EOS / stop token included.
+      stopped: bool [B*G] True where the row ended by EOS or a stop string (False: it ran
+        out of ``max_new_tokens``).
+    """
+
+    tokens: jax.Array
+    logprobs: jax.Array
+    lengths: jax.Array
+    stopped: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplerSpec:
+    """Static settings of one sampler (hashable: part of the compile key)."""
+
+    max_new_tokens: int
+    method: Method
+    eos_ids: tuple[int, ...]
+    pad_id: int
+    buckets: tuple[int, ...] = DEFAULT_BUCKETS
+
+    def __post_init__(self):
+        if self.max_new_tokens < 1:
+            raise SamplerError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if not self.buckets or sorted(self.buckets) != list(self.buckets):
+            raise SamplerError(f"prompt buckets must be increasing, got {self.buckets}")
+
+
+def _generate(
+    params,
+    prompt_bp: jax.Array,
+    prompt_valid_bp: jax.Array,
+    key: jax.Array,
+    stop: StopStrings | None,
+    *,
+    config: ModelConfig,
+    spec: SamplerSpec,
+    num_samples: int,
+    dtype: Any,
+) -> GroupSamples:
+    """The traced body: prefill once, then decode N = B * G rows in one while_loop."""
+    b, p = prompt_bp.shape
+    g, t_max = num_samples, spec.max_new_tokens
+    n = b * g
+    positions_bp = jnp.maximum(jnp.cumsum(prompt_valid_bp.astype(jnp.int32), axis=1) - 1, 0)
+    prompt_len_n = jnp.repeat(prompt_valid_bp.sum(axis=1).astype(jnp.int32), g)
+
+    # ---- prefill: one forward over the B prompts, keys/values kept as the prompt cache.
+    prefill = Decoder(config, dtype=dtype, mode="full", return_kv=True, output="hidden")
+    hidden_bpd, (prompt_k, prompt_v) = prefill.apply(
+        {"params": params}, prompt_bp, positions_bp, {"key_valid": prompt_valid_bp}
+    )
+    prompt_k = sharding.constrain(prompt_k, None, "act_batch", "act_kv_heads", None, None)
+    prompt_v = sharding.constrain(prompt_v, None, "act_batch", "act_kv_heads", None, None)
+    kernel = lm_head_kernel(params, config)
+    last_logits_bv = logits_from_hidden(hidden_bpd[:, -1], kernel, dtype)
+    logits_nv = jnp.repeat(last_logits_bv, g, axis=0)  # [N, V]: row r <- prompt r // G
+
+    eos = jnp.asarray(spec.eos_ids or (-1,), jnp.int32)
+
+    def finish(tokens_n, logp_n, done_n, lengths_n, window, t):
+        """Masks rows already done, then updates done/lengths with this step's token."""
+        tokens_n = jnp.where(done_n, spec.pad_id, tokens_n)
+        logp_n = jnp.where(done_n, 0.0, logp_n)
+        lengths_n = lengths_n + (~done_n).astype(jnp.int32)
+        hit_n = jnp.isin(tokens_n, eos)
+        if stop is not None:
+            window, stop_hit = stop_update(stop, window, jnp.where(done_n, -1, tokens_n))
+            hit_n = hit_n | stop_hit
+        return tokens_n, logp_n, done_n | (hit_n & ~done_n), lengths_n, window
+
+    tokens_nt = jnp.full((n, t_max), spec.pad_id, jnp.int32)
+    logprobs_nt = jnp.zeros((n, t_max), jnp.float32)
+    done_n = jnp.zeros((n,), bool)
+    lengths_n = jnp.zeros((n,), jnp.int32)
+    window = stop.init_window(n) if stop is not None else jnp.zeros((n, 1), jnp.int32)
+    tok0, logp0 = draw(logits_nv, jax.random.fold_in(key, 0), spec.method)
+    tok0, logp0, done_n, lengths_n, window = finish(tok0, logp0, done_n, lengths_n, window, 0)
+    tokens_nt = tokens_nt.at[:, 0].set(tok0)
+    logprobs_nt = logprobs_nt.at[:, 0].set(logp0)
+
+    cache_shape = (config.num_layers, n, config.num_kv_heads, t_max, config.head_dim)
+    gen_k = sharding.constrain(
+        jnp.zeros(cache_shape, dtype), None, "act_batch", "act_kv_heads", None, None
+    )
+    gen_v = jnp.zeros_like(gen_k)
+    decoder = Decoder(config, dtype=dtype, mode="decode", return_kv=True, output="hidden")
+    slots = jnp.arange(t_max)
+
+    def cond(carry):
+        t, _, _, done, *_ = carry
+        return (t < t_max - 1) & ~jnp.all(done)
+
+    def body(carry):
+        # t: index of the newest sampled token, whose keys/values are not cached yet.
+        t, tokens, logprobs, done, lengths, gk, gv, win = carry
+        token_n = jax.lax.dynamic_index_in_dim(tokens, t, axis=1, keepdims=False)
+        positions = (prompt_len_n + t)[:, None]
+        shared = {"prompt_valid": prompt_valid_bp, "gen_valid": slots < t}
+        cache = {"prompt_k": prompt_k, "prompt_v": prompt_v, "gen_k": gk, "gen_v": gv}
+        hidden, (k_new, v_new) = decoder.apply(
+            {"params": params}, token_n[:, None], positions, shared, cache
+        )  # hidden [N, 1, D]; k_new, v_new [L, N, Hkv, Dh]
+        gk = jax.lax.dynamic_update_index_in_dim(gk, k_new.astype(dtype), t, axis=3)
+        gv = jax.lax.dynamic_update_index_in_dim(gv, v_new.astype(dtype), t, axis=3)
+        logits = logits_from_hidden(hidden[:, 0], kernel, dtype)
+        nxt, logp = draw(logits, jax.random.fold_in(key, t + 1), spec.method)
+        nxt, logp, done, lengths, win = finish(nxt, logp, done, lengths, win, t + 1)
+        tokens = jax.lax.dynamic_update_index_in_dim(tokens, nxt, t + 1, axis=1)
+        logprobs = jax.lax.dynamic_update_index_in_dim(logprobs, logp, t + 1, axis=1)
+        return t + 1, tokens, logprobs, done, lengths, gk, gv, win
+
+    carry = (jnp.int32(0), tokens_nt, logprobs_nt, done_n, lengths_n, gen_k, gen_v, window)
+    _, tokens_nt, logprobs_nt, done_n, lengths_n, *_ = jax.lax.while_loop(cond, body, carry)
+    return GroupSamples(tokens=tokens_nt, logprobs=logprobs_nt, lengths=lengths_n, stopped=done_n)
+
+
+class GroupSampler:
+    """Samples G answers for each of B prompts on a mesh.
+
+    Args:
+      config: the model architecture.
+      mesh: ('data', 'fsdp', 'tensor') mesh; rows are split over data x fsdp.
+      spec: static settings (max_new_tokens, method, eos/pad ids, prompt buckets).
+      stop: stop strings (built with the tokenizer's byte table), or None.
+      dtype: compute and KV-cache dtype.
+      seed: base of the per-call RNG keys used when ``sample`` gets no key.
+    """
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        mesh: Mesh,
+        spec: SamplerSpec,
+        stop: StopStrings | None = None,
+        dtype: Any = jnp.float32,
+        seed: int = 0,
+    ):
+        self.config, self.mesh, self.spec, self.dtype = config, mesh, spec, dtype
+        if stop is not None and stop.num_strings == 0:
+            stop = None
+        self.stop = stop
+        self._param_shardings = None
+        self._compiled: dict[tuple, Any] = {}
+        self._base_key = jax.random.key(seed)
+        self._calls = 0
+        self._row_sharding = NamedSharding(mesh, PartitionSpec(sharding.BATCH_AXES))
+        self._replicated = NamedSharding(mesh, PartitionSpec())
+
+    @property
+    def compiles(self) -> int:
+        """How many (batch, bucket) shapes have been compiled."""
+        return len(self._compiled)
+
+    def param_shardings(self, params):
+        if self._param_shardings is None:
+            dtype = jax.tree.leaves(params)[0].dtype
+            self._param_shardings = param_shardings(
+                self.config, self.mesh, sharding.SAMPLE_RULES, dtype
+            )
+        return self._param_shardings
+
+    def bucket_for(self, length: int) -> int:
+        for bucket in self.spec.buckets:
+            if length <= bucket:
+                return bucket
+        raise SamplerError(
+            f"a prompt of {length} tokens is longer than the largest prompt bucket "
+            f"({self.spec.buckets[-1]}); add a larger bucket or shorten the prompt"
+        )
+
+    def pad_prompts(self, prompts: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """Left-pads prompts into [B', P] (B' rounded up to the batch shards, P a bucket)."""
+        if not prompts:
+            raise SamplerError("no prompts given")
+        for i, prompt in enumerate(prompts):
+            if len(prompt) == 0:
+                raise SamplerError(f"prompt {i} is empty")
+        shards = sharding.batch_shards(self.mesh)
+        b = -(-len(prompts) // shards) * shards
+        p = self.bucket_for(max(len(x) for x in prompts))
+        tokens = np.full((b, p), self.spec.pad_id, np.int32)
+        valid = np.zeros((b, p), bool)
+        for i in range(b):
+            prompt = np.asarray(prompts[min(i, len(prompts) - 1)], np.int32)
+            if prompt.min() < 0 or prompt.max() >= self.config.vocab_size:
+                raise SamplerError(
+                    f"prompt {i} holds token ids outside [0, {self.config.vocab_size})"
+                )
+            tokens[i, p - len(prompt) :] = prompt
+            valid[i, p - len(prompt) :] = True
+        return tokens, valid
+
+    def _executable(self, params, tokens, valid, key, num_samples):
+        shape_key = (tokens.shape, num_samples)
+        if shape_key not in self._compiled:
+            fn = functools.partial(
+                _generate,
+                config=self.config,
+                spec=self.spec,
+                num_samples=num_samples,
+                dtype=self.dtype,
+            )
+            row = self._row_sharding
+            out = GroupSamples(tokens=row, logprobs=row, lengths=row, stopped=row)
+            stop_sh = (
+                None if self.stop is None else jax.tree.map(lambda _: self._replicated, self.stop)
+            )
+            jitted = jax.jit(
+                fn,
+                in_shardings=(self.param_shardings(params), row, row, self._replicated, stop_sh),
+                out_shardings=out,
+            )
+            with sharding.use_mesh(self.mesh, sharding.SAMPLE_RULES):
+                lowered = jitted.lower(params, tokens, valid, key, self.stop)
+            self._compiled[shape_key] = lowered.compile()
+        return self._compiled[shape_key]
+
+    def sample(
+        self,
+        params,
+        prompts: Sequence[Sequence[int]],
+        num_samples: int,
+        key: jax.Array | None = None,
+    ) -> GroupSamples:
+        """G = ``num_samples`` answers for each prompt (lists of token ids).
+
+        Without ``key``, every call uses a fresh key folded from the seed and a call
+        counter, so repeated calls never reuse randomness. Returns the rows of the real
+        prompts only (batch padding removed).
+        """
+        if num_samples < 1:
+            raise SamplerError(f"num_samples must be >= 1, got {num_samples}")
+        if key is None:
+            key = jax.random.fold_in(self._base_key, self._calls)
+        self._calls += 1
+        tokens_np, valid_np = self.pad_prompts(prompts)
+        params = jax.device_put(params, self.param_shardings(params))
+        tokens = jax.device_put(tokens_np, self._row_sharding)
+        valid = jax.device_put(valid_np, self._row_sharding)
+        key = jax.device_put(key, self._replicated)
+        stop = None if self.stop is None else jax.device_put(self.stop, self._replicated)
+        out = self._executable(params, tokens, valid, key, num_samples)(
+            params, tokens, valid, key, stop
+        )
+        rows = len(prompts) * num_samples
+        if rows == out.lengths.shape[0]:
+            return out
+        return jax.tree.map(lambda x: x[:rows], out)

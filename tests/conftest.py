@@ -1,0 +1,38 @@
+"""Test-wide setup: a fake 8-device CPU platform and shared fixtures.
+
+XLA_FLAGS must be set before JAX initialises its backend, so this happens at import
+time of the conftest, before any test module imports jax. Tests build 1-device meshes
+from ``jax.devices()[:1]`` and 8-device meshes from all devices, in the same process.
+"""
+
+import os
+
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+).strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import pathlib  # noqa: E402
+
+import pytest  # noqa: E402
+
+SHARED_DIR = pathlib.Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> pathlib.Path:
+    """The ../shared folder beside the checkout; tests that need it skip when absent."""
+    if not SHARED_DIR.is_dir():
+        pytest.skip("../shared is absent")
+    return SHARED_DIR
+
+
+@pytest.fixture(scope="session")
+def qwen_tokenizer_dir(shared_dir) -> pathlib.Path:
+    path = shared_dir / "tokenizers" / "qwen2.5"
+    if not (path / "vocab.json").is_file():
+        pytest.skip("../shared/tokenizers/qwen2.5 is absent")
+    return path
