@@ -38,12 +38,28 @@ from reczero_jax.sampling.methods import Sampling
 from reczero_jax.sampling.sampler import GroupSampler, SamplerSpec
 
 QWEN25_15B = dict(  # Qwen2.5-1.5B-Instruct, as in ../shared/tokenizers/qwen2.5/config.json
-    model_type="qwen2", vocab_size=151936, hidden_size=1536, intermediate_size=8960,
-    num_layers=28, num_heads=12, num_kv_heads=2, head_dim=128, rope_theta=1e6,
-    rms_norm_eps=1e-6, qkv_bias=True, tie_word_embeddings=True,
+    model_type="qwen2",
+    vocab_size=151936,
+    hidden_size=1536,
+    intermediate_size=8960,
+    num_layers=28,
+    num_heads=12,
+    num_kv_heads=2,
+    head_dim=128,
+    rope_theta=1e6,
+    rms_norm_eps=1e-6,
+    qkv_bias=True,
+    tie_word_embeddings=True,
 )
-PEAK_HBM_BYTES_PER_S = {"H100": 3.35e12, "H200": 4.8e12, "A100": 2.0e12, "TPU v5e": 8.2e11,
-                        "TPU v5p": 2.76e12, "TPU v4": 1.2e12, "TPU v6e": 1.64e12}
+PEAK_HBM_BYTES_PER_S = {
+    "H100": 3.35e12,
+    "H200": 4.8e12,
+    "A100": 2.0e12,
+    "TPU v5e": 8.2e11,
+    "TPU v5p": 2.76e12,
+    "TPU v4": 1.2e12,
+    "TPU v6e": 1.64e12,
+}
 
 
 def _time_sampler(sampler, params, prompts, g, repeats):
@@ -60,9 +76,11 @@ def _time_sampler(sampler, params, prompts, g, repeats):
 
 def _ours(config, params, mesh, prompts, g, new_tokens, dtype, repeats):
     """(seconds for the whole call, decode step seconds, generated tokens, compiles)."""
+
     def sampler(n):
-        spec = SamplerSpec(max_new_tokens=n, method=Sampling(1.0), eos_ids=(), pad_id=0,
-                           buckets=(len(prompts[0]),))
+        spec = SamplerSpec(
+            max_new_tokens=n, method=Sampling(1.0), eos_ids=(), pad_id=0, buckets=(len(prompts[0]),)
+        )
         return GroupSampler(config, mesh, spec, dtype=dtype)
 
     full = sampler(new_tokens)
@@ -81,10 +99,19 @@ def _hf(hf_dir, prompts, g, new_tokens, repeats):
     torch.set_num_threads(os.cpu_count() or 1)
     model = transformers.AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
     ids = torch.tensor(prompts)
-    kwargs = dict(do_sample=True, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=new_tokens,
-                  min_new_tokens=new_tokens, num_return_sequences=g, use_cache=True,
-                  pad_token_id=0, eos_token_id=None,
-                  attention_mask=torch.ones_like(ids))
+    kwargs = dict(
+        do_sample=True,
+        temperature=1.0,
+        top_k=0,
+        top_p=1.0,
+        max_new_tokens=new_tokens,
+        min_new_tokens=new_tokens,
+        num_return_sequences=g,
+        use_cache=True,
+        pad_token_id=0,
+        eos_token_id=None,
+        attention_mask=torch.ones_like(ids),
+    )
     with torch.no_grad():
         model.generate(ids, **kwargs)
         best = float("inf")
@@ -92,7 +119,7 @@ def _hf(hf_dir, prompts, g, new_tokens, repeats):
             start = time.perf_counter()
             out = model.generate(ids, **kwargs)
             best = min(best, time.perf_counter() - start)
-    generated = int(out[:, ids.shape[1]:].numel())
+    generated = int(out[:, ids.shape[1] :].numel())
     return best, generated
 
 
@@ -104,8 +131,13 @@ def run_tiny(args) -> dict:
 
     torch.manual_seed(0)
     hf_config = transformers.Qwen2Config(
-        vocab_size=4096, hidden_size=256, intermediate_size=1024, num_hidden_layers=4,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+        vocab_size=4096,
+        hidden_size=256,
+        intermediate_size=1024,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
         tie_word_embeddings=True,
     )
     model = transformers.AutoModelForCausalLM.from_config(hf_config, dtype=torch.float32)
@@ -125,13 +157,18 @@ def run_tiny(args) -> dict:
     return {
         "shapes": "tiny-qwen2 (hidden 256, 4 layers, vocab 4096)",
         "device": jax.devices()[0].device_kind,
-        "batch_prompts": args.batch, "samples_per_prompt": args.samples,
-        "prompt_len": args.prompt_len, "new_tokens": args.new_tokens,
-        "ours_seconds": round(ours_s, 4), "hf_seconds": round(hf_s, 4),
-        "ours_tokens_per_s": round(ours_tps, 1), "hf_tokens_per_s": round(hf_tps, 1),
+        "batch_prompts": args.batch,
+        "samples_per_prompt": args.samples,
+        "prompt_len": args.prompt_len,
+        "new_tokens": args.new_tokens,
+        "ours_seconds": round(ours_s, 4),
+        "hf_seconds": round(hf_s, 4),
+        "ours_tokens_per_s": round(ours_tps, 1),
+        "hf_tokens_per_s": round(hf_tps, 1),
         "speedup_vs_hf": round(ours_tps / hf_tps, 2),
         "prefill_ms": round(prefill_s * 1e3, 2),
-        "decode_step_ms": round(step_s * 1e3, 3), "compiles": compiles,
+        "decode_step_ms": round(step_s * 1e3, 3),
+        "compiles": compiles,
     }
 
 
@@ -146,8 +183,9 @@ def _peak_bandwidth(kind: str, override: float) -> float | None:
 
 def run_real_shapes(args) -> dict:
     shared = pathlib.Path(__file__).resolve().parents[2] / "shared/tokenizers/qwen2.5/config.json"
-    config = (ModelConfig.from_hf_dir(shared.parent) if shared.is_file()
-              else ModelConfig(**QWEN25_15B))
+    config = (
+        ModelConfig.from_hf_dir(shared.parent) if shared.is_file() else ModelConfig(**QWEN25_15B)
+    )
     mesh = sharding.make_mesh((1, -1, 1))
     params = init_params(config, mesh, sharding.SAMPLE_RULES, jax.random.key(0), jnp.bfloat16)
     rng = np.random.default_rng(0)
@@ -166,16 +204,23 @@ def run_real_shapes(args) -> dict:
     kind = jax.devices()[0].device_kind
     peak = _peak_bandwidth(kind, args.peak_bw)
     return {
-        "shapes": "qwen2.5-1.5b (random bf16 weights)", "device": kind,
-        "batch_prompts": args.batch, "samples_per_prompt": args.samples, "rows": rows,
-        "prompt_len": args.prompt_len, "new_tokens": args.new_tokens,
+        "shapes": "qwen2.5-1.5b (random bf16 weights)",
+        "device": kind,
+        "batch_prompts": args.batch,
+        "samples_per_prompt": args.samples,
+        "rows": rows,
+        "prompt_len": args.prompt_len,
+        "new_tokens": args.new_tokens,
         "ours_tokens_per_s": round(tokens / seconds, 1),
         "decode_tokens_per_s": round(rows / step_s, 1),
-        "prefill_ms": round(prefill_s * 1e3, 2), "decode_step_ms": round(step_s * 1e3, 3),
-        "weight_bytes": weight_bytes, "kv_bytes_per_step": kv_bytes,
+        "prefill_ms": round(prefill_s * 1e3, 2),
+        "decode_step_ms": round(step_s * 1e3, 3),
+        "weight_bytes": weight_bytes,
+        "kv_bytes_per_step": kv_bytes,
         "hbm_bytes_per_s": round(step_bytes / step_s, 1),
         "roofline_fraction": None if peak is None else round(step_bytes / step_s / peak, 3),
-        "peak_hbm_bytes_per_s": peak, "compiles": compiles,
+        "peak_hbm_bytes_per_s": peak,
+        "compiles": compiles,
     }
 
 
