@@ -95,3 +95,47 @@ def shared_prompt_decode_attention(
     out += jnp.einsum("bgkrt,bgktd->bgkrd", p_gen, gen_v, preferred_element_type=f32)
     out += p_self * v_new_nkd.reshape(b, g, hkv, 1, dh).astype(f32)
     return out.reshape(n, hq, dh).astype(dtype)
+
+
+def grouped_response_attention(
+    q_bgtkd: jax.Array,
+    k_bgtkd: jax.Array,
+    v_bgtkd: jax.Array,
+    prompt_k_bpkd: jax.Array,
+    prompt_v_bpkd: jax.Array,
+    prompt_valid_bp: jax.Array,
+    resp_valid_bgt: jax.Array,
+) -> jax.Array:
+    """Attention of G responses per prompt over their shared prompt and their own past.
+
+    Response g of prompt b, token t attends to every real token of prompt b and to tokens
+    s <= t of response g (where ``resp_valid``), under one softmax. The prompt's keys and
+    values are computed once per prompt, not once per response.
+
+    Args:
+      q_bgtkd: [B, G, T, Hq, Dh] response queries.
+      k_bgtkd, v_bgtkd: [B, G, T, Hkv, Dh] response keys and values.
+      prompt_k_bpkd, prompt_v_bpkd: [B, P, Hkv, Dh] prompt keys and values.
+      prompt_valid_bp: bool [B, P]; resp_valid_bgt: bool [B, G, T].
+    Returns:
+      [B, G, T, Hq, Dh] in the dtype of ``v``.
+    """
+    b, g, t, hq, dh = q_bgtkd.shape
+    hkv = k_bgtkd.shape[3]
+    p = prompt_k_bpkd.shape[1]
+    f32 = jnp.float32
+    scale = dh**-0.5
+    q = q_bgtkd.reshape(b, g, t, hkv, hq // hkv, dh)
+    s_prompt = jnp.einsum("bgtkrd,bpkd->bgkrtp", q, prompt_k_bpkd, preferred_element_type=f32)
+    s_self = jnp.einsum("bgtkrd,bgskd->bgkrts", q, k_bgtkd, preferred_element_type=f32)
+    causal = jnp.tril(jnp.ones((t, t), dtype=bool))
+    self_mask = causal[None, None] & resp_valid_bgt[:, :, None, :]  # [B, G, T, S]
+    s_prompt = jnp.where(prompt_valid_bp[:, None, None, None, None, :], s_prompt * scale, _NEG)
+    s_self = jnp.where(self_mask[:, :, None, None], s_self * scale, _NEG)
+    probs = jax.nn.softmax(jnp.concatenate([s_prompt, s_self], axis=-1), axis=-1)
+    dtype = v_bgtkd.dtype
+    p_prompt = probs[..., :p].astype(dtype)
+    p_self = probs[..., p:].astype(dtype)
+    out = jnp.einsum("bgkrtp,bpkd->bgtkrd", p_prompt, prompt_v_bpkd, preferred_element_type=f32)
+    out += jnp.einsum("bgkrts,bgskd->bgtkrd", p_self, v_bgtkd, preferred_element_type=f32)
+    return out.reshape(b, g, t, hq, dh).astype(dtype)

@@ -9,6 +9,11 @@ Two modes share one parameter tree:
 * ``mode='full'``: causal attention over whole sequences (training forward, prefill).
   With ``return_kv`` it also returns the keys/values of every layer, [L, B, Hkv, T, Dh],
   which the sampler keeps as the prompt cache.
+* ``mode='grouped'``: the training forward of GRPO. Each row is one prompt followed by
+  its G responses, [B, P + G*T]; the prompt is processed once and the responses attend
+  to it (see :func:`attention.grouped_response_attention`). Use :func:`pack_groups` to
+  build the inputs and :func:`response_hidden` to pick the states that predict each
+  response token.
 * ``mode='decode'``: one new token per row against a shared prompt cache and a
   per-row generated cache (see :func:`attention.shared_prompt_decode_attention`); it
   returns the new token's keys/values [L, N, Hkv, Dh] and leaves writing them to the
@@ -151,6 +156,28 @@ class Attention(nn.Module):
         if self.mode == "full":
             out = attention.causal_attention(q, k, v, shared["key_valid"])
             new_kv = (k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3))  # [B, Hkv, T, Dh]
+        elif self.mode == "grouped":  # [B, P + G*T]: a prompt, then its G responses
+            b, p = shared["prompt_valid"].shape
+            g, t = shared["resp_valid"].shape[1:]
+            resp = attention.grouped_response_attention(
+                q[:, p:].reshape(b, g, t, *q.shape[2:]),
+                k[:, p:].reshape(b, g, t, *k.shape[2:]),
+                v[:, p:].reshape(b, g, t, *v.shape[2:]),
+                k[:, :p],
+                v[:, :p],
+                shared["prompt_valid"],
+                shared["resp_valid"],
+            )
+            out = jnp.concatenate(
+                [
+                    attention.causal_attention(
+                        q[:, :p], k[:, :p], v[:, :p], shared["prompt_valid"]
+                    ),
+                    resp.reshape(b, g * t, *resp.shape[3:]),
+                ],
+                axis=1,
+            )
+            new_kv = None
         else:  # decode: T == 1
             out = attention.shared_prompt_decode_attention(
                 q[:, 0],
@@ -247,7 +274,8 @@ class Decoder(nn.Module):
           positions_bt: int32 [B, T] RoPE positions (real tokens counted from 0).
           shared: dict of per-call arrays seen by every layer: ``key_valid`` bool [B, T]
             in full mode; ``prompt_valid`` bool [B, P] and ``gen_valid`` bool [Tg] in
-            decode mode.
+            decode mode; ``prompt_valid`` [B, P] and ``resp_valid`` [B, G, T] in grouped
+            mode.
           cache: decode mode only: dict with ``prompt_k``/``prompt_v`` [L, B, Hkv, P, Dh]
             and ``gen_k``/``gen_v`` [L, N, Hkv, Tg, Dh].
         Returns:
@@ -255,8 +283,8 @@ class Decoder(nn.Module):
           per-layer (k, v) pair stacked on a leading L axis, or None.
         """
         cfg = self.config
-        if self.mode not in ("full", "decode"):
-            raise ValueError(f"mode must be 'full' or 'decode', got {self.mode!r}")
+        if self.mode not in ("full", "decode", "grouped"):
+            raise ValueError(f"mode must be 'full', 'decode' or 'grouped', got {self.mode!r}")
         embed = nn.Embed(
             cfg.vocab_size,
             cfg.hidden_size,
@@ -308,6 +336,40 @@ class LMHead(nn.Module):
 
 
 # ------------------------------------------------------------------ functional helpers
+def pack_groups(prompt_bp, prompt_valid_bp, resp_bgt, resp_valid_bgt):
+    """Inputs of the grouped mode: (tokens [B, P + G*T], positions, shared).
+
+    Prompts are left-padded ([B, P]); responses right-padded ([B, G, T]). Positions count
+    real prompt tokens from 0 and continue through each response.
+    """
+    b, g, t = resp_bgt.shape
+    prompt_len_b = prompt_valid_bp.sum(axis=1).astype(jnp.int32)
+    prompt_pos = positions_from_mask(prompt_valid_bp)
+    resp_pos = prompt_len_b[:, None, None] + jnp.arange(t, dtype=jnp.int32)[None, None, :]
+    tokens = jnp.concatenate([prompt_bp, resp_bgt.reshape(b, g * t)], axis=1).astype(jnp.int32)
+    positions = jnp.concatenate(
+        [prompt_pos, jnp.broadcast_to(resp_pos, (b, g, t)).reshape(b, g * t)], axis=1
+    )
+    shared = {
+        "prompt_valid": prompt_valid_bp.astype(bool),
+        "resp_valid": resp_valid_bgt.astype(bool),
+    }
+    return tokens, positions, shared
+
+
+def response_hidden(hidden_bsd: jax.Array, prompt_len: int, g: int, t: int) -> jax.Array:
+    """[B, G, T, D] hidden states that predict each response token.
+
+    Response token 0 is predicted from the prompt's last position (the prompt is
+    left-padded, so that is index P - 1); token t > 0 from response token t - 1.
+    """
+    b, _, d = hidden_bsd.shape
+    last_prompt = hidden_bsd[:, prompt_len - 1]  # [B, D]
+    resp = hidden_bsd[:, prompt_len:].reshape(b, g, t, d)
+    first = jnp.broadcast_to(last_prompt[:, None, None, :], (b, g, 1, d))
+    return jnp.concatenate([first, resp[:, :, :-1]], axis=2)
+
+
 def positions_from_mask(mask_bt: jax.Array) -> jax.Array:
     """RoPE positions that count real tokens only: cumsum(mask) - 1, clipped at 0."""
     return jnp.maximum(jnp.cumsum(mask_bt.astype(jnp.int32), axis=-1) - 1, 0)

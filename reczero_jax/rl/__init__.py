@@ -1,0 +1,1 @@
+"""GRPO and supervised (RecOne cold-start) training: math, update step, trainer."""
