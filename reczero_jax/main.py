@@ -56,6 +56,10 @@ def run(settings) -> dict:
         from reczero_jax.modes import baselines
 
         return baselines.run(settings.data, settings.baselines, settings.workdir, settings.seed)
+    if settings.mode in ("sft", "grpo", "recone", "eval"):
+        from reczero_jax.modes import train
+
+        return train.run(settings)
     raise AssertionError(settings.mode)  # load_settings rejects unknown modes
 
 

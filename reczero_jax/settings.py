@@ -13,7 +13,7 @@ import dataclasses
 from reczero_jax.config_parsing import ConfigError, from_mapping
 from reczero_jax.data.data_config import BaselinesConfig, DataConfig
 
-MODES = ("generate", "baselines")
+MODES = ("generate", "baselines", "sft", "grpo", "recone", "eval")
 DTYPES = ("float32", "bfloat16")
 REMAT = ("none", "full", "dots")
 DEFAULT_BUCKETS = (64, 128, 256, 512, 1024, 2048, 4096)
@@ -22,6 +22,37 @@ DEFAULT_BUCKETS = (64, 128, 256, 512, 1024, 2048, 4096)
 def _require(ok: bool, key: str, message: str) -> None:
     if not ok:
         raise ConfigError(f"config.{key}: {message}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ScratchModel:
+    """Shapes of a Qwen2-style model trained from scratch (``model.hf_dir`` empty in the
+    training modes), e.g. the CPU demo's."""
+
+    hidden_size: int = 128
+    intermediate_size: int = 256
+    num_layers: int = 2
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    head_dim: int = 32
+    tokenizer_vocab_size: int = 512
+
+    def __post_init__(self):
+        for name in (
+            "hidden_size",
+            "intermediate_size",
+            "num_layers",
+            "num_heads",
+            "num_kv_heads",
+            "head_dim",
+            "tokenizer_vocab_size",
+        ):
+            _require(getattr(self, name) > 0, f"model.scratch.{name}", "must be positive")
+        _require(
+            self.num_heads % self.num_kv_heads == 0,
+            "model.scratch.num_kv_heads",
+            "must divide model.scratch.num_heads",
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +73,7 @@ class ModelSettings:
     dtype: str = "float32"
     param_dtype: str = "float32"
     remat: str = "none"
+    scratch: ScratchModel = ScratchModel()
 
     def __post_init__(self):
         _require(
@@ -121,6 +153,174 @@ class SamplingSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class OptimSettings:
+    """AdamW with global-norm clipping (see ``reczero_jax.rl.update.make_optimizer``)."""
+
+    learning_rate: float = 2e-6
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    warmup_steps: int = 0
+    decay_steps: int = 0
+    b1: float = 0.9
+    b2: float = 0.999
+
+    def __post_init__(self):
+        _require(self.learning_rate > 0, "optim.learning_rate", "must be > 0")
+        _require(self.weight_decay >= 0, "optim.weight_decay", "must be >= 0")
+        _require(self.warmup_steps >= 0 and self.decay_steps >= 0, "optim", "steps must be >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class GRPOSettings:
+    """RecZero's RL stage. G is ``sampling.num_samples``; the sampling temperature is
+    ``sampling.temperature`` (the trainer's log-probs use the same one).
+
+    Attributes:
+      steps: rollouts (each: prompts_per_step prompts x G samples).
+      prompts_per_step: B.
+      epochs: mu, passes over each rollout.
+      mini_batches: optimizer steps per epoch (the rollout's groups split evenly).
+      micro_groups: groups per micro-batch of gradient accumulation (0: whole mini-batch).
+      advantage_std: 'unbiased' (reference), 'population' or 'none' (Dr.GRPO).
+      aggregation: 'token-mean', 'seq-mean-token-mean' or 'dr_grpo'.
+      eps_low / eps_high / dual_clip_c: PPO clipping.
+      kl_coef / kl_estimator: KL to the frozen starting policy (0 skips its forward).
+      entropy_coef: entropy bonus.
+      reward_preset: 'paper', 'reference_code' or 'exact'.
+      eval_every / eval_examples: validation strict MAE every N steps on that many
+        validation examples (0: never); the best checkpoint is kept by it.
+    """
+
+    steps: int = 300
+    prompts_per_step: int = 8
+    epochs: int = 1
+    mini_batches: int = 1
+    micro_groups: int = 0
+    advantage_std: str = "unbiased"
+    aggregation: str = "token-mean"
+    eps_low: float = 0.2
+    eps_high: float = 0.2
+    dual_clip_c: float = 3.0
+    kl_coef: float = 0.0
+    kl_estimator: str = "k3"
+    entropy_coef: float = 0.0
+    reward_preset: str = "paper"
+    eval_every: int = 50
+    eval_examples: int = 256
+    optim: OptimSettings = OptimSettings()
+
+    def __post_init__(self):
+        _require(self.steps >= 0, "grpo.steps", "must be >= 0")
+        _require(self.prompts_per_step >= 1, "grpo.prompts_per_step", "must be >= 1")
+        _require(self.epochs >= 1, "grpo.epochs", "must be >= 1")
+        _require(
+            self.mini_batches >= 1 and self.prompts_per_step % self.mini_batches == 0,
+            "grpo.mini_batches",
+            f"must be >= 1 and divide grpo.prompts_per_step={self.prompts_per_step}",
+        )
+        per_mini = self.prompts_per_step // self.mini_batches
+        _require(
+            self.micro_groups >= 0
+            and (self.micro_groups == 0 or per_mini % self.micro_groups == 0),
+            "grpo.micro_groups",
+            f"must divide the groups per mini-batch ({per_mini})",
+        )
+        _require(
+            self.advantage_std in ("unbiased", "population", "none"),
+            "grpo.advantage_std",
+            "must be 'unbiased', 'population' or 'none'",
+        )
+        _require(
+            self.aggregation in ("token-mean", "seq-mean-token-mean", "dr_grpo"),
+            "grpo.aggregation",
+            "must be 'token-mean', 'seq-mean-token-mean' or 'dr_grpo'",
+        )
+        _require(self.kl_estimator in ("k3", "k2"), "grpo.kl_estimator", "must be 'k3' or 'k2'")
+        _require(self.kl_coef >= 0, "grpo.kl_coef", "must be >= 0")
+        _require(
+            self.reward_preset in ("paper", "reference_code", "exact"),
+            "grpo.reward_preset",
+            "must be 'paper', 'reference_code' or 'exact'",
+        )
+        _require(self.eps_low >= 0 and self.eps_high >= 0, "grpo.eps_low", "must be >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class SFTSettings:
+    """RecOne's cold start: supervised fine-tuning on reasoning traces.
+
+    Attributes:
+      steps / batch_size / micro_groups: optimizer steps, examples per step, examples per
+        micro-batch (0: whole batch).
+      traces: 'teacher' (the synthetic world's teacher), 'file' (JSONL at traces_path) or
+        'self' (sampled from the current model, wrong answers rewritten with the true
+        rating as a hint).
+      num_traces: traces to build (teacher / self).
+      max_response_tokens: responses are cut (and trained) at this length.
+    """
+
+    steps: int = 500
+    batch_size: int = 16
+    micro_groups: int = 0
+    traces: str = "teacher"
+    traces_path: str = ""
+    num_traces: int = 1000
+    max_response_tokens: int = 128
+    optim: OptimSettings = OptimSettings(learning_rate=1e-5)
+
+    def __post_init__(self):
+        _require(self.steps >= 0, "sft.steps", "must be >= 0")
+        _require(self.batch_size >= 1, "sft.batch_size", "must be >= 1")
+        _require(
+            self.micro_groups == 0 or self.batch_size % self.micro_groups == 0,
+            "sft.micro_groups",
+            "must divide sft.batch_size",
+        )
+        _require(
+            self.traces in ("teacher", "file", "self"),
+            "sft.traces",
+            "must be 'teacher', 'file' or 'self'",
+        )
+        _require(
+            self.traces != "file" or bool(self.traces_path),
+            "sft.traces_path",
+            "sft.traces='file' needs a JSONL path",
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSettings:
+    """Greedy evaluation. ``num_examples`` 0 = the whole split."""
+
+    split: str = "test"
+    num_examples: int = 0
+    batch_size: int = 64
+
+    def __post_init__(self):
+        _require(
+            self.split in ("train", "validation", "test"),
+            "eval.split",
+            "must be 'train', 'validation' or 'test'",
+        )
+        _require(self.batch_size >= 1 and self.num_examples >= 0, "eval.batch_size", "must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointSettings:
+    """Orbax checkpoints under ``workdir/checkpoints``; resume precedence: a checkpoint in
+    the workdir > ``resume_from`` > ``model.hf_dir`` > scratch."""
+
+    save_every: int = 100
+    max_to_keep: int = 2
+    resume_from: str = ""
+    export_hf: bool = True
+
+    def __post_init__(self):
+        _require(self.save_every >= 1, "checkpoint.save_every", "must be >= 1")
+        _require(self.max_to_keep >= 1, "checkpoint.max_to_keep", "must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     """The whole run.
 
@@ -143,6 +343,10 @@ class Settings:
     chat: bool = True
     data: DataConfig = DataConfig()
     baselines: BaselinesConfig = BaselinesConfig()
+    sft: SFTSettings = SFTSettings()
+    grpo: GRPOSettings = GRPOSettings()
+    eval: EvalSettings = EvalSettings()
+    checkpoint: CheckpointSettings = CheckpointSettings()
 
     def __post_init__(self):
         _require(self.mode in MODES, "mode", f"must be one of {MODES}, got {self.mode!r}")
@@ -150,6 +354,17 @@ class Settings:
             self.mode != "baselines" or bool(self.workdir),
             "workdir",
             "mode 'baselines' writes results.json there; set --config.workdir=DIR",
+        )
+        _require(
+            self.data.prompt.max_prompt_tokens <= self.sampling.prompt_buckets[-1],
+            "data.prompt.max_prompt_tokens",
+            f"{self.data.prompt.max_prompt_tokens} exceeds the largest of "
+            f"sampling.prompt_buckets ({self.sampling.prompt_buckets[-1]})",
+        )
+        _require(
+            self.mode in ("generate", "baselines") or bool(self.workdir),
+            "workdir",
+            f"mode {self.mode!r} writes checkpoints and results there; set --config.workdir=DIR",
         )
 
 

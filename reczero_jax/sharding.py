@@ -62,7 +62,8 @@ def make_mesh(shape: Sequence[int], devices: Sequence[jax.Device] | None = None)
     """Builds a ('data', 'fsdp', 'tensor') mesh.
 
     Args:
-      shape: three sizes; one of them may be -1, meaning "all remaining devices".
+      shape: three sizes; one of them may be -1, meaning "all remaining devices". A mesh
+        with fewer devices than present uses the first ones.
       devices: the devices to use (default: all devices, in `jax.devices()` order).
     """
     devices = list(jax.devices() if devices is None else devices)
@@ -78,10 +79,11 @@ def make_mesh(shape: Sequence[int], devices: Sequence[jax.Device] | None = None)
                 f"mesh.shape {shape}: {len(devices)} devices are not divisible by {known}"
             )
         shape[shape.index(-1)] = len(devices) // known
-    if math.prod(shape) != len(devices):
+    if math.prod(shape) > len(devices):
         raise ShardingError(
             f"mesh.shape {shape} needs {math.prod(shape)} devices but {len(devices)} are present"
         )
+    devices = devices[: math.prod(shape)]  # a smaller mesh uses the first devices
     device_array = np.asarray(devices, dtype=object).reshape(shape)
     return Mesh(device_array, MESH_AXES)
 

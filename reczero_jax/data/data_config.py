@@ -86,7 +86,8 @@ class PromptConfig:
         or 'single_think' (one ``<think>`` block, then ``<rate>``).
       max_prompt_tokens: token budget of the whole prompt; 0 = unlimited. Over-long
         prompts drop the oldest history entries first.
-      raw_template: format string with ``{instruction}`` and ``{inputs}`` for raw mode.
+      raw_template: format string with ``{inputs}`` and usually ``{instruction}`` for raw
+        mode.
     """
 
     mode: str = "chat"
@@ -107,9 +108,10 @@ class PromptConfig:
             f"must be >= 0, got {self.max_prompt_tokens}",
         )
         _check(
-            "{instruction}" in self.raw_template and "{inputs}" in self.raw_template,
+            "{inputs}" in self.raw_template,
             "prompt.raw_template",
-            "must contain {instruction} and {inputs}",
+            "must contain {inputs} ({instruction} may be left out, e.g. for a model trained "
+            "from scratch that learns the answer format from its cold start)",
         )
 
 

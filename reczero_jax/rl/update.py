@@ -108,9 +108,7 @@ def response_logprobs(
     model = Decoder(config, dtype=dtype, remat=remat, mode="grouped", output="hidden")
     hidden, _ = model.apply({"params": params}, tokens, positions, shared)
     h = response_hidden(hidden, p, g, t)  # [B, G, T, D]
-    return token_logprobs(
-        h, lm_head_kernel(params, config), batch.resp, temperature, chunk, dtype
-    )
+    return token_logprobs(h, lm_head_kernel(params, config), batch.resp, temperature, chunk, dtype)
 
 
 def _micro_loss(params, micro: TrainBatch, denominator, config, settings, dtype, remat):
@@ -179,9 +177,7 @@ def train_step(
 
     def body(carry, mb):
         grads_acc, loss_acc, aux_acc = carry
-        (loss, aux), grads = grad_fn(
-            state.params, mb, denominator, config, settings, dtype, remat
-        )
+        (loss, aux), grads = grad_fn(state.params, mb, denominator, config, settings, dtype, remat)
         grads_acc = jax.tree.map(lambda a, x: a + x.astype(jnp.float32), grads_acc, grads)
         aux_acc = jax.tree.map(jnp.add, aux_acc, aux)
         return (grads_acc, loss_acc + loss, aux_acc), None
@@ -189,8 +185,13 @@ def train_step(
     zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), state.params)
     aux0 = jax.eval_shape(
         lambda: _micro_loss(
-            state.params, jax.tree.map(lambda x: x[0], micro), denominator, config, settings,
-            dtype, remat,
+            state.params,
+            jax.tree.map(lambda x: x[0], micro),
+            denominator,
+            config,
+            settings,
+            dtype,
+            remat,
         )[1]
     )
     aux0 = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), aux0)
@@ -266,8 +267,14 @@ def jit_train_step(
     def fn(state, batch):
         with sharding.use_mesh(mesh, sharding.TRAIN_RULES):
             return train_step(
-                state, batch, config=config, optimizer=optimizer, settings=settings,
-                micro_groups=micro_groups, dtype=dtype, remat=remat,
+                state,
+                batch,
+                config=config,
+                optimizer=optimizer,
+                settings=settings,
+                micro_groups=micro_groups,
+                dtype=dtype,
+                remat=remat,
             )
 
     return jax.jit(
@@ -291,13 +298,19 @@ def make_optimizer(
     decay to 10% over ``decay_steps`` when > 0)."""
     if decay_steps > 0:
         schedule = optax.warmup_cosine_decay_schedule(
-            0.0 if warmup_steps else learning_rate, learning_rate, max(warmup_steps, 1),
-            max(decay_steps, warmup_steps + 1), learning_rate * 0.1,
+            0.0 if warmup_steps else learning_rate,
+            learning_rate,
+            max(warmup_steps, 1),
+            max(decay_steps, warmup_steps + 1),
+            learning_rate * 0.1,
         )
     elif warmup_steps > 0:
         schedule = optax.join_schedules(
-            [optax.linear_schedule(0.0, learning_rate, warmup_steps),
-             optax.constant_schedule(learning_rate)], [warmup_steps],
+            [
+                optax.linear_schedule(0.0, learning_rate, warmup_steps),
+                optax.constant_schedule(learning_rate),
+            ],
+            [warmup_steps],
         )
     else:
         schedule = learning_rate
