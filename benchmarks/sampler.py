@@ -36,21 +36,8 @@ from reczero_jax.model import ModelConfig
 from reczero_jax.model.params import init_params
 from reczero_jax.sampling.methods import Sampling
 from reczero_jax.sampling.sampler import GroupSampler, SamplerSpec
+from reczero_jax.tools.lower_config import SHAPES
 
-QWEN25_15B = dict(  # Qwen2.5-1.5B-Instruct, as in ../shared/tokenizers/qwen2.5/config.json
-    model_type="qwen2",
-    vocab_size=151936,
-    hidden_size=1536,
-    intermediate_size=8960,
-    num_layers=28,
-    num_heads=12,
-    num_kv_heads=2,
-    head_dim=128,
-    rope_theta=1e6,
-    rms_norm_eps=1e-6,
-    qkv_bias=True,
-    tie_word_embeddings=True,
-)
 PEAK_HBM_BYTES_PER_S = {
     "H100": 3.35e12,
     "H200": 4.8e12,
@@ -184,7 +171,9 @@ def _peak_bandwidth(kind: str, override: float) -> float | None:
 def run_real_shapes(args) -> dict:
     shared = pathlib.Path(__file__).resolve().parents[2] / "shared/tokenizers/qwen2.5/config.json"
     config = (
-        ModelConfig.from_hf_dir(shared.parent) if shared.is_file() else ModelConfig(**QWEN25_15B)
+        ModelConfig.from_hf_dir(shared.parent)
+        if shared.is_file()
+        else ModelConfig(**SHAPES["qwen2.5-1.5b"])
     )
     mesh = sharding.make_mesh((1, -1, 1))
     params = init_params(config, mesh, sharding.SAMPLE_RULES, jax.random.key(0), jnp.bfloat16)

@@ -6,16 +6,14 @@ Ablation of the reward: preset 'exact' instead of the paper's, otherwise the CPU
 ``configs/reczero_qwen2_5_7b.py``.
 """
 
-import importlib.util
 import pathlib
+
+from reczero_jax.settings import load_config_file
 
 
 def get_config(arg=None):
-    path = pathlib.Path(__file__).with_name("demo.py")
-    spec = importlib.util.spec_from_file_location("demo", path)
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
-    config = demo.get_config(arg)
+    demo = str(pathlib.Path(__file__).with_name("demo.py"))
+    config = load_config_file(demo + (f":{arg}" if arg else ""))
     config.workdir = "/tmp/abl_reward_exact"
     config.grpo.reward_preset = "exact"
     return config

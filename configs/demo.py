@@ -23,11 +23,11 @@ def get_config(arg=None):
     config.data.synthetic.num_items = 120
     config.data.synthetic.interactions_per_user = 16
     config.data.synthetic.teacher_noise = 0.5
-    config.data.history_len = 6
-    config.data.item_history_len = 2
+    config.data.history_len = 4
+    config.data.item_history_len = 1
     config.data.prompt.mode = "raw"
     config.data.prompt.raw_template = "{inputs}\n"
-    config.data.prompt.max_prompt_tokens = 256  # the largest prompt bucket
+    config.data.prompt.max_prompt_tokens = 192  # the largest prompt bucket
 
     # --- Model: trained from scratch (model.hf_dir empty).
     config.model.hf_dir = ""
@@ -44,21 +44,21 @@ def get_config(arg=None):
 
     # --- Sampling (rollouts and evaluation).
     config.sampling.num_samples = 8
-    config.sampling.max_new_tokens = 64
+    config.sampling.max_new_tokens = 96
     config.sampling.temperature = 1.0
-    config.sampling.prompt_buckets = (192, 256)
+    config.sampling.prompt_buckets = (160, 192)
 
     # --- RecOne cold start on the teacher's noisy traces.
     config.sft.traces = "teacher"
     config.sft.num_traces = 4000
-    config.sft.steps = 300
-    config.sft.batch_size = 32
-    config.sft.max_response_tokens = 64
-    config.sft.optim.learning_rate = 2e-3
+    config.sft.steps = 500
+    config.sft.batch_size = 16
+    config.sft.max_response_tokens = 96
+    config.sft.optim.learning_rate = 3e-3
     config.sft.optim.warmup_steps = 20
 
     # --- GRPO.
-    config.grpo.steps = 300
+    config.grpo.steps = 200
     config.grpo.prompts_per_step = 16
     config.grpo.epochs = 1
     config.grpo.reward_preset = "paper"

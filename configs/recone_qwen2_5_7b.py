@@ -10,20 +10,14 @@ the model write and rewrite its own), then the GRPO stage of
 ``configs/reczero_qwen2_5_7b.py``.
 """
 
-import importlib.util
 import pathlib
 
-
-def _reczero():
-    path = pathlib.Path(__file__).with_name("reczero_qwen2_5_7b.py")
-    spec = importlib.util.spec_from_file_location("reczero_qwen2_5_7b", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from reczero_jax.settings import load_config_file
 
 
 def get_config(arg=None):
-    config = _reczero().get_config(arg)
+    reczero = str(pathlib.Path(__file__).with_name("reczero_qwen2_5_7b.py"))
+    config = load_config_file(reczero + (f":{arg}" if arg else ""))
     config.mode = "recone"
     config.workdir = "/tmp/recone_qwen2_5_7b"
 

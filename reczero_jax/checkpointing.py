@@ -107,7 +107,7 @@ def _save_args(state: Any, meta: Mapping[str, Any]) -> ocp.args.Composite:
     )
 
 
-def _restore(manager, step: int, abstract_state: Any) -> tuple[Any, dict]:
+def _restore(manager, step: int, abstract_state: Any, partial: bool = False) -> tuple[Any, dict]:
     steps = manager.all_steps()
     if step not in steps:
         raise FileNotFoundError(
@@ -115,7 +115,7 @@ def _restore(manager, step: int, abstract_state: Any) -> tuple[Any, dict]:
         )
     args = ocp.args.Composite(
         **{
-            STATE: ocp.args.StandardRestore(_restore_target(abstract_state)),
+            STATE: ocp.args.StandardRestore(None if partial else _restore_target(abstract_state)),
             META: ocp.args.JsonRestore(),
         }
     )
@@ -124,15 +124,27 @@ def _restore(manager, step: int, abstract_state: Any) -> tuple[Any, dict]:
     except Exception as e:
         e.add_note(f"while restoring step {step} from {manager.directory}")
         raise
-    return restored[STATE], dict(restored[META] or {})
+    state = restored[STATE]
+    if partial:  # keep the requested top-level entries, placed like the target
+        state = {
+            key: jax.tree.map(
+                lambda x, t: jax.device_put(np.asarray(x), getattr(t, "sharding", None)),
+                state[key],
+                target,
+            )
+            for key, target in abstract_state.items()
+        }
+    return state, dict(restored[META] or {})
 
 
 def restore_checkpoint(
-    directory: str | os.PathLike, step: int | None, abstract_state: Any
+    directory: str | os.PathLike, step: int | None, abstract_state: Any, partial: bool = False
 ) -> tuple[Any, dict]:
     """Restore ``(state, meta)`` of ``step`` (``None``: the latest) from another run's directory.
 
-    Read-only: nothing in ``directory`` is created, changed or deleted.
+    Read-only: nothing in ``directory`` is created, changed or deleted. With ``partial``,
+    ``abstract_state`` may hold a subset of the saved tree (e.g. ``{'params': ...}`` alone,
+    to start a new phase from a checkpoint written with another optimizer).
     """
     path = pathlib.Path(directory)
     steps = checkpoint_steps(path)
@@ -140,7 +152,7 @@ def restore_checkpoint(
         raise FileNotFoundError(f"no Orbax checkpoint in {path}")
     manager = _manager(path, max_to_keep=None, create=False)
     try:
-        return _restore(manager, steps[-1] if step is None else int(step), abstract_state)
+        return _restore(manager, steps[-1] if step is None else int(step), abstract_state, partial)
     finally:
         manager.close()
 

@@ -7,7 +7,6 @@ message and exit status 2, not a traceback.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 
 from absl import app, flags, logging
@@ -63,15 +62,6 @@ def run(settings) -> dict:
     raise AssertionError(settings.mode)  # load_settings rejects unknown modes
 
 
-def _load_config_file(spec: str):
-    """Loads ``path[:arg]`` the way config_flags does (used only to explain bad overrides)."""
-    path, _, arg = spec.partition(":")
-    module_spec = importlib.util.spec_from_file_location("_reczero_config", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module.get_config(arg or None)
-
-
 def explain_bad_override(argv: list[str]) -> str | None:
     """Names the first ``--config.a.b=value`` override whose key does not exist."""
     spec = None
@@ -83,7 +73,9 @@ def explain_bad_override(argv: list[str]) -> str | None:
     if spec is None:
         return None
     try:
-        config = _load_config_file(spec)
+        from reczero_jax.settings import load_config_file
+
+        config = load_config_file(spec)
     except Exception:  # noqa: BLE001 - the original flag error is reported instead
         return None
     for arg in argv:

@@ -383,3 +383,16 @@ def default_config():
     import ml_collections
 
     return ml_collections.ConfigDict(dataclasses.asdict(Settings()))
+
+
+def load_config_file(spec: str):
+    """The ConfigDict of ``path[:arg]``, loaded the way ``--config`` loads it (configs that
+    extend another config use it)."""
+    import importlib.util
+    import pathlib
+
+    path, _, arg = spec.partition(":")
+    module_spec = importlib.util.spec_from_file_location(pathlib.Path(path).stem, path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.get_config(arg or None)

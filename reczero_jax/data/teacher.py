@@ -40,6 +40,7 @@ def teacher_trace(
     'rating_only': <rate> alone. The rating carries N(0, noise) before rounding.
     """
     rule = (example.user_avg_rating + example.item_avg_rating) / 2
+    midpoint = int(_round_rating(rule))
     rating = int(_round_rating(rule + (rng.normal(0.0, noise) if noise > 0 else 0.0)))
     rate = f"<rate> {rating} </rate>"
     if variant == "rating_only":
@@ -75,7 +76,9 @@ def teacher_trace(
     n_pos = sum(p.startswith("[pos]") for p in points)
     n_neg = len(points) - n_pos
     verdict = "fits" if n_pos > n_neg else "does not fit" if n_neg > n_pos else "is a mixed fit"
-    match = f"the item {verdict} this user"
+    # The analysis is right (the verdict, and the midpoint of the two averages written out);
+    # only the rating rule is weak: it ignores the verdict.
+    match = f"the item {verdict} this user ; midpoint of the averages {midpoint}"
     if variant == "single_think":
         return f"<think> {user_part} . {item_part} . {match} </think>\n{rate}"
     return (

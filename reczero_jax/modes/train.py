@@ -20,7 +20,6 @@ from reczero_jax.observe import MetricWriter
 from reczero_jax.rl import loops, traces
 from reczero_jax.rl.evaluation import evaluate
 from reczero_jax.rl.setup import Run, initial_params, prepare_run
-from reczero_jax.rl.update import init_train_state, make_optimizer
 from reczero_jax.settings import Settings
 
 
@@ -48,13 +47,8 @@ def _start_params(run: Run):
         run.workdir / "checkpoints" / "none", s.checkpoint.resume_from, s.model.hf_dir
     )
     params = initial_params(run, jax.random.key(s.seed))
-    if start.kind == "resume_from":
-        state = init_train_state(params, make_optimizer(1e-3))
-        restored, _ = restore_checkpoint(
-            start.path,
-            start.step,
-            {"params": state.params, "opt_state": state.opt_state, "step": state.step},
-        )
+    if start.kind == "resume_from":  # the weights only; the optimizer starts afresh
+        restored, _ = restore_checkpoint(start.path, start.step, {"params": params}, partial=True)
         params = restored["params"]
     print(f"weights: {start.kind}{'' if start.path is None else f' ({start.path})'}")
     return params

@@ -59,6 +59,19 @@ def _restore(ckpt: Checkpointer, step: int, state: TrainState) -> tuple[TrainSta
     return TrainState(restored["params"], restored["opt_state"], restored["step"]), meta
 
 
+def _meta(run: Run, phase: str, step: int) -> dict:
+    """Checkpoint metadata: the phase, the data position (the next step's batch is
+    ``batch_indices(..., step, seed)``), the RNG (all keys are folded from this root key
+    and the step) and the whole config."""
+    root = jax.random.key_data(jax.random.key(run.settings.seed))
+    return {
+        "phase": phase,
+        "data_position": step,
+        "rng_root_key": np.asarray(root).tolist(),
+        "config": dataclasses.asdict(run.settings),
+    }
+
+
 def _host_metrics(metrics) -> dict[str, float]:
     return {k: float(v) for k, v in jax.device_get(metrics).items()}
 
@@ -136,10 +149,18 @@ def run_sft(
             writer.write(step + 1, {"sft/" + k.replace("/", "_"): v for k, v in m.items()})
             history.append({"step": step + 1, **m})
             progress.update(step + 1, loss=m["loss"])
+            if not progress.enabled and (step + 1) % (log_every * 5) == 0:
+                print(
+                    f"sft {step + 1}/{cfg.steps}: loss {m['loss']:.4f} "
+                    f"({m['perf/step_s']:.2f} s/step)",
+                    flush=True,
+                )
+            if m["update/skipped"] > 0:
+                print(f"sft step {step + 1}: non-finite loss or gradient, update skipped")
         ckpt.maybe_save(
             step + 1,
             _as_dict(state),
-            {"phase": "sft", "data_position": step + 1},
+            _meta(run, "sft", step + 1),
             force=step + 1 == cfg.steps,
         )
     progress.close()
@@ -170,14 +191,17 @@ def rollout(run: Run, sampler: GroupSampler, params, idx, key, ref_fn=None, ref_
     train = run.splits["train"]
     g = s.sampling.num_samples
     prompts = [train.ids(int(i)) for i in idx]
-    out = sampler.sample(params, prompts, g, key=key)
+    tick = time.perf_counter()
+    out = jax.block_until_ready(sampler.sample(params, prompts, g, key=key))
+    sample_s = time.perf_counter() - tick
     b, t = len(prompts), out.tokens.shape[1]
     targets = np.repeat(train.targets[idx], g)
     rew = compute_rewards(
         run.reward_table, out.tokens, out.lengths, jnp.asarray(targets), run.reward_spec
     )
     rewards_bg = rew.reward.reshape(b, g)
-    adv = group_advantages(rewards_bg, s.grpo.advantage_std)
+    adv = jax.block_until_ready(group_advantages(rewards_bg, s.grpo.advantage_std))
+    reward_s = time.perf_counter() - tick - sample_s
     prompt_np, valid_np = sampler.pad_prompts(prompts)
     mask = jnp.arange(t)[None, :] < out.lengths[:, None]
     batch = TrainBatch(
@@ -205,6 +229,9 @@ def rollout(run: Run, sampler: GroupSampler, params, idx, key, ref_fn=None, ref_
         "response/length_max": float(lengths.max()),
         "response/stopped_frac": float(np.asarray(out.stopped).mean()),
         "rollout/tokens": float(lengths.sum()),
+        "time/sample_s": sample_s,
+        "time/reward_s": reward_s,
+        "perf/rollout_tokens_per_s": float(lengths.sum()) / max(sample_s, 1e-9),
     }
     return batch, metrics
 
@@ -293,7 +320,8 @@ def run_grpo(
         m.update(_mean_metrics(updates))
         m.update(timer.pop())
         m["perf/step_s"] = time.perf_counter() - tick
-        m["perf/rollout_tokens_per_s"] = m["rollout/tokens"] / max(m["time/rollout_s"], 1e-9)
+        if m["update/skipped"] > 0:
+            print(f"grpo step {step + 1}: non-finite loss or gradient, update skipped")
         window.append(m)
         done = step + 1
         if done % log_every == 0 or done == cfg.steps:
@@ -302,6 +330,14 @@ def run_grpo(
             writer.write(done, {f"grpo/{k}": v for k, v in mean.items()})
             history.append({"step": done, **mean})
             progress.update(done, reward=mean["reward/mean"], mae=mean["batch/mae"])
+            if not progress.enabled and done % (log_every * 5) == 0:
+                print(
+                    f"grpo {done}/{cfg.steps}: reward {mean['reward/mean']:.3f} batch MAE "
+                    f"{mean['batch/mae']:.3f} valid {mean['format/valid_frac']:.2f} entropy "
+                    f"{mean['policy/entropy']:.3f} zero-std groups "
+                    f"{mean['groups/frac_reward_zero_std']:.2f} ({mean['perf/step_s']:.2f} s/step)",
+                    flush=True,
+                )
         if cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.steps):
             result = evaluate(
                 run,
@@ -315,14 +351,15 @@ def run_grpo(
                 done, {f"eval/{k}": v for k, v in result.items() if isinstance(v, int | float)}
             )
             history.append({"step": done, **{f"eval/{k}": v for k, v in result.items()}})
-            ckpt.save_best(
-                done, _as_dict(state), {"phase": "grpo", "data_position": done}, result["mae"]
+            print(
+                f"grpo {done}: validation strict MAE {result['mae']:.4f} "
+                f"(valid {result['format_valid_rate']:.3f})",
+                flush=True,
             )
+            ckpt.save_best(done, _as_dict(state), _meta(run, "grpo", done), result["mae"])
             if on_eval is not None:
                 on_eval(done, result)
-        ckpt.maybe_save(
-            done, _as_dict(state), {"phase": "grpo", "data_position": done}, force=done == cfg.steps
-        )
+        ckpt.maybe_save(done, _as_dict(state), _meta(run, "grpo", done), force=done == cfg.steps)
     progress.close()
     ckpt.close()
     return PhaseResult(state.params, cfg.steps, history)

@@ -160,12 +160,11 @@ def main(argv=None) -> int:
             os.environ.get("XLA_FLAGS", "")
             + f" --xla_force_host_platform_device_count={args.devices}"
         )
-    from reczero_jax.main import _load_config_file
     from reczero_jax.model.model_config import ModelConfig
-    from reczero_jax.settings import load_settings
+    from reczero_jax.settings import load_config_file, load_settings
 
     try:
-        settings = load_settings(_load_config_file(args.config))
+        settings = load_settings(load_config_file(args.config))
         lowered = lower_config(settings, ModelConfig(**SHAPES[args.shapes]))
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)

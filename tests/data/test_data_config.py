@@ -54,7 +54,7 @@ def test_defaults_are_valid():
         (lambda: SyntheticConfig(noise=0.0), "synthetic.noise"),
         (lambda: SyntheticConfig(interactions_per_user=999), "synthetic.interactions_per_user"),
         (lambda: PromptConfig(mode="xml"), "prompt.mode"),
-        (lambda: PromptConfig(raw_template="{inputs}"), "prompt.raw_template"),
+        (lambda: PromptConfig(raw_template="{instruction} only"), "prompt.raw_template"),
         (lambda: BaselinesConfig(mf_dim=0), "baselines.mf_dim"),
         (lambda: BaselinesConfig(mf_lr=0.0), "baselines.mf_lr"),
     ],
