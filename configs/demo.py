@@ -51,20 +51,21 @@ def get_config(arg=None):
     # --- RecOne cold start on the teacher's noisy traces.
     config.sft.traces = "teacher"
     config.sft.num_traces = 4000
-    config.sft.steps = 500
+    config.sft.steps = 1000
     config.sft.batch_size = 16
     config.sft.max_response_tokens = 96
     config.sft.optim.learning_rate = 3e-3
     config.sft.optim.warmup_steps = 20
+    config.sft.optim.decay_steps = 1000
 
     # --- GRPO.
-    config.grpo.steps = 200
+    config.grpo.steps = 150
     config.grpo.prompts_per_step = 16
     config.grpo.epochs = 1
     config.grpo.reward_preset = "paper"
     config.grpo.optim.learning_rate = 1e-4
     config.grpo.optim.weight_decay = 0.0
-    config.grpo.eval_every = 100
+    config.grpo.eval_every = 75
     config.grpo.eval_examples = 256
 
     # --- Evaluation on the whole synthetic test split, greedy.
