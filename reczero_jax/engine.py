@@ -80,14 +80,20 @@ def resolve_model_dir(settings: Settings) -> pathlib.Path:
     return path
 
 
-def sampler_spec(sampling: SamplingSettings, eos_ids, pad_id: int) -> SamplerSpec:
-    method = (
-        Greedy()
-        if sampling.method == "greedy"
-        else Sampling(sampling.temperature, sampling.top_k, sampling.top_p)
-    )
+def sampler_spec(
+    sampling: SamplingSettings,
+    eos_ids,
+    pad_id: int,
+    *,
+    greedy: bool | None = None,
+    max_new_tokens: int | None = None,
+) -> SamplerSpec:
+    """The sampler settings of ``sampling``; ``greedy`` / ``max_new_tokens`` override the
+    config's method and budget (rollouts always sample, evaluation is always greedy)."""
+    greedy = sampling.method == "greedy" if greedy is None else greedy
+    method = Greedy() if greedy else Sampling(sampling.temperature, sampling.top_k, sampling.top_p)
     return SamplerSpec(
-        max_new_tokens=sampling.max_new_tokens,
+        max_new_tokens=sampling.max_new_tokens if max_new_tokens is None else max_new_tokens,
         method=method,
         eos_ids=tuple(eos_ids),
         pad_id=pad_id,

@@ -19,22 +19,8 @@ import numpy as np
 
 from reczero_jax.metrics import lenient_rating_metrics, strict_rating_metrics
 from reczero_jax.rewards import compute_rewards
-from reczero_jax.rl.setup import PromptSet, Run
-from reczero_jax.sampling.methods import Greedy
-from reczero_jax.sampling.sampler import GroupSampler, SamplerSpec
-
-
-def greedy_sampler(run: Run, max_new_tokens: int) -> GroupSampler:
-    spec = SamplerSpec(
-        max_new_tokens=max_new_tokens,
-        method=Greedy(),
-        eos_ids=run.eos_ids,
-        pad_id=run.pad_id,
-        buckets=run.settings.sampling.prompt_buckets,
-    )
-    return GroupSampler(
-        run.model_config, run.mesh, spec, stop=run.stop, dtype=run.dtype, seed=run.settings.seed
-    )
+from reczero_jax.rl.setup import PromptSet, Run, make_sampler
+from reczero_jax.sampling.sampler import GroupSampler
 
 
 def evaluate(
@@ -48,7 +34,7 @@ def evaluate(
 ) -> dict:
     """Strict metrics of greedy answers on ``prompt_set`` (see the module docstring)."""
     n = len(prompt_set) if num_examples <= 0 else min(num_examples, len(prompt_set))
-    sampler = sampler or greedy_sampler(run, run.settings.sampling.max_new_tokens)
+    sampler = sampler or make_sampler(run, True, run.settings.sampling.max_new_tokens)
     start = time.perf_counter()
     valid, rating, lengths = [], [], []
     texts = []

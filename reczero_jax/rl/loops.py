@@ -22,8 +22,8 @@ from reczero_jax.metrics import strict_rating_metrics
 from reczero_jax.observe import MetricWriter, PhaseTimer, Progress
 from reczero_jax.rewards import compute_rewards
 from reczero_jax.rl.advantages import group_advantages, zero_std_fraction
-from reczero_jax.rl.evaluation import evaluate, greedy_sampler
-from reczero_jax.rl.setup import Run, batch_indices
+from reczero_jax.rl.evaluation import evaluate
+from reczero_jax.rl.setup import Run, batch_indices, make_sampler
 from reczero_jax.rl.update import (
     LossSettings,
     TrainBatch,
@@ -34,8 +34,7 @@ from reczero_jax.rl.update import (
     make_optimizer,
     response_logprobs,
 )
-from reczero_jax.sampling.methods import Sampling
-from reczero_jax.sampling.sampler import GroupSampler, SamplerSpec
+from reczero_jax.sampling.sampler import GroupSampler
 
 
 def _optimizer(optim):
@@ -169,20 +168,6 @@ def run_sft(
 
 
 # ----------------------------------------------------------------------------------- GRPO
-def make_rollout_sampler(run: Run) -> GroupSampler:
-    s = run.settings
-    spec = SamplerSpec(
-        max_new_tokens=s.sampling.max_new_tokens,
-        method=Sampling(s.sampling.temperature, s.sampling.top_k, s.sampling.top_p),
-        eos_ids=run.eos_ids,
-        pad_id=run.pad_id,
-        buckets=s.sampling.prompt_buckets,
-    )
-    return GroupSampler(
-        run.model_config, run.mesh, spec, stop=run.stop, dtype=run.dtype, seed=s.seed
-    )
-
-
 def rollout(run: Run, sampler: GroupSampler, params, idx, key, ref_fn=None, ref_params=None):
     """Samples G answers for the prompts ``idx`` of the train split and scores them.
 
@@ -295,8 +280,8 @@ def run_grpo(
             )[0]
         )
     batch_sh = batch_shardings(run.mesh)
-    sampler = make_rollout_sampler(run)
-    eval_sampler = greedy_sampler(run, s.sampling.max_new_tokens)
+    sampler = make_sampler(run, False, s.sampling.max_new_tokens)
+    eval_sampler = make_sampler(run, True, s.sampling.max_new_tokens)
     root = jax.random.key(s.seed)
     history, window = [], []
     timer = PhaseTimer()

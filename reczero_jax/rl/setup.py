@@ -20,21 +20,17 @@ from reczero_jax.config_parsing import ConfigError
 from reczero_jax.data.examples import Example
 from reczero_jax.data.loader import LoadedData, load_data
 from reczero_jax.data.prompts import build_prompt
-from reczero_jax.engine import DTYPES, build_mesh, check_mesh_fits_model
+from reczero_jax.engine import DTYPES, build_mesh, check_mesh_fits_model, sampler_spec
 from reczero_jax.model.model_config import ModelConfig
 from reczero_jax.rewards import ByteTable, RewardSpec
+from reczero_jax.sampling.sampler import GroupSampler
 from reczero_jax.settings import Settings
 from reczero_jax.text.stop_strings import StopStrings
 from reczero_jax.text.tiny_tokenizer import build_tiny_tokenizer
 from reczero_jax.text.token_bytes import token_byte_table
 from reczero_jax.text.tokenizer import eos_token_ids, load_tokenizer, pad_token_id
 
-REWARD_FORMAT = {
-    "four_step": "four_step",
-    "rating_only": "rating_only",
-    "single_think": "single_think",
-}
-STOP_STRING = {"four_step": "</rate>", "rating_only": "</rate>", "single_think": "</rate>"}
+STOP_STRING = "</rate>"  # every answer format ends with the <rate> block
 
 
 class PromptSet:
@@ -189,9 +185,10 @@ def prepare_run(settings: Settings) -> Run:
         param_dtype=DTYPES[settings.model.param_dtype],
         eos_ids=tuple(eos),
         pad_id=pad_token_id(tokenizer),
-        stop=StopStrings.build([STOP_STRING[variant]], table),
+        stop=StopStrings.build([STOP_STRING], table),
         reward_table=ByteTable.build(table),
-        reward_spec=RewardSpec(REWARD_FORMAT[variant], settings.grpo.reward_preset),
+        # the reward grammar's formats are named like the prompt variants
+        reward_spec=RewardSpec(variant, settings.grpo.reward_preset),
         splits=splits,
     )
 
@@ -222,3 +219,19 @@ def batch_indices(num_examples: int, batch: int, step: int, seed: int) -> np.nda
         out.extend(order[offset : offset + take].tolist())
         pos += take
     return np.asarray(out, np.int64)
+
+
+def make_sampler(
+    run: Run, greedy: bool, max_new_tokens: int, seed: int | None = None
+) -> GroupSampler:
+    """The run's sampler: greedy (evaluation) or the config's sampling method (rollouts,
+    self-generated traces), with the run's EOS / stop strings and compute dtype."""
+    spec = sampler_spec(
+        run.settings.sampling,
+        run.eos_ids,
+        run.pad_id,
+        greedy=greedy,
+        max_new_tokens=max_new_tokens,
+    )
+    seed = run.settings.seed if seed is None else seed
+    return GroupSampler(run.model_config, run.mesh, spec, stop=run.stop, dtype=run.dtype, seed=seed)

@@ -27,9 +27,7 @@ import numpy as np
 from reczero_jax.config_parsing import ConfigError
 from reczero_jax.data.prompts import INSTRUCTIONS, format_inputs, render
 from reczero_jax.rewards import compute_rewards
-from reczero_jax.rl.setup import Run
-from reczero_jax.sampling.methods import Sampling
-from reczero_jax.sampling.sampler import GroupSampler, SamplerSpec
+from reczero_jax.rl.setup import Run, make_sampler
 
 Trace = tuple[list[int], list[int]]
 
@@ -108,16 +106,7 @@ def _hint_prompt(run: Run, example, target: float) -> list[int]:
 def self_traces(run: Run, params, num: int, seed: int, batch: int) -> tuple[list[Trace], dict]:
     """Self-generated traces with the rewrite step (module docstring)."""
     s = run.settings
-    spec = SamplerSpec(
-        max_new_tokens=s.sft.max_response_tokens,
-        method=Sampling(s.sampling.temperature, s.sampling.top_k, s.sampling.top_p),
-        eos_ids=run.eos_ids,
-        pad_id=run.pad_id,
-        buckets=s.sampling.prompt_buckets,
-    )
-    sampler = GroupSampler(
-        run.model_config, run.mesh, spec, stop=run.stop, dtype=run.dtype, seed=seed
-    )
+    sampler = make_sampler(run, False, s.sft.max_response_tokens, seed=seed)
     train = run.splits["train"]
     idx = np.random.default_rng([seed, 11]).choice(
         len(train), size=min(num, len(train)), replace=False

@@ -111,7 +111,7 @@ def _generate(
 
     eos = jnp.asarray(spec.eos_ids or (-1,), jnp.int32)
 
-    def finish(tokens_n, logp_n, done_n, lengths_n, window, t):
+    def finish(tokens_n, logp_n, done_n, lengths_n, window):
         """Masks rows already done, then updates done/lengths with this step's token."""
         tokens_n = jnp.where(done_n, spec.pad_id, tokens_n)
         logp_n = jnp.where(done_n, 0.0, logp_n)
@@ -128,7 +128,7 @@ def _generate(
     lengths_n = jnp.zeros((n,), jnp.int32)
     window = stop.init_window(n) if stop is not None else jnp.zeros((n, 1), jnp.int32)
     tok0, logp0 = draw(logits_nv, jax.random.fold_in(key, 0), spec.method)
-    tok0, logp0, done_n, lengths_n, window = finish(tok0, logp0, done_n, lengths_n, window, 0)
+    tok0, logp0, done_n, lengths_n, window = finish(tok0, logp0, done_n, lengths_n, window)
     tokens_nt = tokens_nt.at[:, 0].set(tok0)
     logprobs_nt = logprobs_nt.at[:, 0].set(logp0)
 
@@ -158,7 +158,7 @@ def _generate(
         gv = jax.lax.dynamic_update_index_in_dim(gv, v_new.astype(dtype), t, axis=3)
         logits = logits_from_hidden(hidden[:, 0], kernel, dtype)
         nxt, logp = draw(logits, jax.random.fold_in(key, t + 1), spec.method)
-        nxt, logp, done, lengths, win = finish(nxt, logp, done, lengths, win, t + 1)
+        nxt, logp, done, lengths, win = finish(nxt, logp, done, lengths, win)
         tokens = jax.lax.dynamic_update_index_in_dim(tokens, nxt, t + 1, axis=1)
         logprobs = jax.lax.dynamic_update_index_in_dim(logprobs, logp, t + 1, axis=1)
         return t + 1, tokens, logprobs, done, lengths, gk, gv, win
