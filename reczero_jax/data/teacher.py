@@ -1,7 +1,8 @@
 """The weak teacher of the RecOne cold start on the synthetic world.
 
-Its analysis is right (it reads the world's latents, restricted to what the prompt
-shows), but its rating ignores the analysis:
+Its analysis is right and is a function of the prompt alone (the world's latents,
+restricted to what the prompt shows: :func:`visible_evidence`), but its rating ignores
+the analysis:
 
     rule(x) = clip(floor((user_avg_rating + item_avg_rating) / 2 + 1/2), 1, 5)
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from reczero_jax.data.examples import Example
-from reczero_jax.data.synthetic import GENRES, PRICE_WORDS, QUALITY_CUT, World
+from reczero_jax.data.synthetic import GENRES, QUALITY_CUT, World
 
 
 def _round_rating(x) -> np.ndarray:
@@ -25,6 +26,42 @@ def _round_rating(x) -> np.ndarray:
 def teacher_rating(user_avg_rating, item_avg_rating) -> np.ndarray:
     """The noise-free rule on [N] averages -> [N] integer stars (as floats)."""
     return _round_rating((np.asarray(user_avg_rating) + np.asarray(item_avg_rating)) / 2)
+
+
+def visible_evidence(example: Example, world: World) -> dict:
+    """What the prompt of ``example`` reveals about the user and the target item.
+
+    Returns ``stances``: (genre, mark) for every genre of the world in canonical order, mark
+    in {'pos', 'neg', 'ok', 'new'} (the user's shown stance: love / hate / fine; 'new' when
+    the shown history never mentions the genre); ``cares_price`` (the history shows a
+    price remark, so the user is thrifty); and the item's ``aspects``: four (name, mark)
+    pairs with the same marks, for the item's two genres (the user's stance), its quality
+    (pos / neg when the shown earlier review of it remarks on it) and its price (pos for
+    cheap, neg for pricey, for a user seen to care).
+    """
+    u = world.user_index[example.user_id]
+    i = world.item_index[example.item_id]
+    seen: list[int] = []
+    cares_price = False
+    for e in example.user_history:
+        h = world.item_index[e.item_id]
+        seen += [int(g) for g in world.item_genres[h] if int(g) not in seen]
+        cares_price |= bool(world.user_thrifty[u]) and int(world.item_price[h]) != 0
+    marks = {1: "pos", -1: "neg", 0: "ok"}
+    stances = [
+        (GENRES[g], marks[int(world.user_taste[u, g])] if g in seen else "new")
+        for g in range(world.config.num_genres)
+    ]
+    aspects = []
+    for g in world.item_genres[i]:
+        mark = marks[int(world.user_taste[u, g])] if int(g) in seen else "new"
+        aspects.append((GENRES[g], mark))
+    q = world.item_quality[i]
+    visible_q = bool(example.item_history) and abs(q) > QUALITY_CUT
+    aspects.append(("quality", ("pos" if q > 0 else "neg") if visible_q else "ok"))
+    price = int(world.item_price[i])
+    aspects.append(("price", marks[-price] if cares_price else "ok"))
+    return {"stances": stances, "cares_price": cares_price, "aspects": aspects}
 
 
 def teacher_trace(
@@ -38,6 +75,8 @@ def teacher_trace(
 
     'four_step': the four tags; 'single_think': one <think> block then <rate>;
     'rating_only': <rate> alone. The rating carries N(0, noise) before rounding.
+    The analysis is a function of the prompt alone (:func:`visible_evidence`; the two
+    averages copied as the prompt prints them), so a model can learn to write it.
     """
     rule = (example.user_avg_rating + example.item_avg_rating) / 2
     midpoint = int(_round_rating(rule))
@@ -45,36 +84,14 @@ def teacher_trace(
     rate = f"<rate> {rating} </rate>"
     if variant == "rating_only":
         return rate
-    u = world.user_index[example.user_id]
-    i = world.item_index[example.item_id]
-    seen = sorted(
-        {g for e in example.user_history for g in world.item_genres[world.item_index[e.item_id]]}
-    )
-    likes = [GENRES[g] for g in seen if world.user_taste[u, g] > 0]
-    dislikes = [GENRES[g] for g in seen if world.user_taste[u, g] < 0]
-    user_part = (
-        f"likes {', '.join(likes) or 'nothing special'}"
-        f" ; dislikes {', '.join(dislikes) or 'nothing'}"
-        f" ; {'cares about price' if world.user_thrifty[u] else 'ignores price'}"
-        f" ; average {example.user_avg_rating:.1f}"
-    )
-    points = []
-    for g in world.item_genres[i]:
-        if world.user_taste[u, g] > 0 and g in seen:
-            points.append(f"[pos] {GENRES[g]}")
-        elif world.user_taste[u, g] < 0 and g in seen:
-            points.append(f"[neg] {GENRES[g]}")
-    q = world.item_quality[i]
-    if q > QUALITY_CUT:
-        points.append("[pos] well made")
-    elif q < -QUALITY_CUT:
-        points.append("[neg] badly made")
-    price = PRICE_WORDS[world.item_price[i] + 1]
-    if world.user_thrifty[u] and price != "mid":
-        points.append(f"[{'neg' if price == 'pricey' else 'pos'}] {price}")
-    item_part = f"{' ; '.join(points) or 'nothing notable'} ; average {example.item_avg_rating:.1f}"
-    n_pos = sum(p.startswith("[pos]") for p in points)
-    n_neg = len(points) - n_pos
+    ev = visible_evidence(example, world)
+    stances = " ".join(f"{name} {mark}" for name, mark in ev["stances"])
+    price = "cares about price" if ev["cares_price"] else "ignores price"
+    user_part = f"{stances} ; {price} ; average {example.user_avg_rating:.2f}"
+    aspects = " ".join(f"{name} {mark}" for name, mark in ev["aspects"])
+    item_part = f"{aspects} ; average {example.item_avg_rating:.2f}"
+    n_pos = sum(mark == "pos" for _, mark in ev["aspects"])
+    n_neg = sum(mark == "neg" for _, mark in ev["aspects"])
     verdict = "fits" if n_pos > n_neg else "does not fit" if n_neg > n_pos else "is a mixed fit"
     # The analysis is right (the verdict, and the midpoint of the two averages written out);
     # only the rating rule is weak: it ignores the verdict.

@@ -91,3 +91,41 @@ def test_noise_free_trace_equals_rule(noise):
         trace = teacher_trace(e, data.world, rng, noise)
         rule = teacher_rating(e.user_avg_rating, e.item_avg_rating)
         assert f"<rate> {int(rule)} </rate>" in trace
+
+
+def test_teacher_analysis_is_what_the_prompt_shows():
+    """Every mark of the analysis can be read off the prompt's text."""
+    from reczero_jax.data.prompts import format_inputs
+    from reczero_jax.data.teacher import visible_evidence
+
+    data = load_data(DataConfig(synthetic=SMALL), splits=("test",))
+    marks_seen = set()
+    for e in data.examples["test"][:60]:
+        text = format_inputs(e)
+        user_part, item_part = text.split("Target item:")
+        ev = visible_evidence(e, data.world)
+        for genre, mark in ev["stances"]:
+            expected = (
+                "pos" if f"i love {genre}" in user_part
+                else "neg" if f"i hate {genre}" in user_part
+                else "ok" if f"{genre} is fine" in user_part
+                else "new"
+            )  # fmt: skip
+            assert mark == expected, (genre, user_part)
+            marks_seen.add(mark)
+        assert ev["cares_price"] == ("too pricey" in user_part or "good value" in user_part)
+        stance = dict(ev["stances"])
+        categories = re.search(r"Categories: (\w+), (\w+)", item_part).groups()
+        aspects = dict(ev["aspects"])
+        assert list(aspects)[:2] == list(categories)
+        assert all(aspects[g] == stance[g] for g in categories)
+        review = item_part.split("Earlier reviews")[1]
+        good = "well made" in review or "high quality" in review
+        bad = "badly made" in review or "low quality" in review
+        assert aspects["quality"] == ("pos" if good else "neg" if bad else "ok")
+        price = re.search(r"Price: (\w+)", item_part).group(1)
+        expected_price = {"cheap": "pos", "pricey": "neg"}.get(price, "ok")
+        assert aspects["price"] == (expected_price if ev["cares_price"] else "ok")
+        trace = teacher_trace(e, data.world, np.random.default_rng(0), 0.0)
+        assert " ".join(f"{n} {m}" for n, m in ev["aspects"]) in trace
+    assert marks_seen == {"pos", "neg", "ok", "new"}

@@ -1,0 +1,124 @@
+"""How well a model trained on the synthetic world *reads* its prompts.
+
+    python -m reczero_jax.tools.reading_probe --config configs/demo.py \
+        --workdir /tmp/reczero_demo [--phase sft|grpo] [--examples 256]
+
+Restores the latest checkpoint of ``--phase`` from the workdir of a finished run, answers
+the first ``--examples`` test prompts greedily and compares each answer field by field with
+the teacher's noise-free trace (:func:`reczero_jax.data.teacher.teacher_trace`, whose
+analysis is a function of the prompt). Prints one JSON object: per field, the fraction of
+answers where the model wrote exactly what the teacher wrote; and the strict MAE of the
+answers. A cold start that copies the averages but not the genre marks gives GRPO no
+verdict worth conditioning on (README: the CPU demo).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import re
+import sys
+
+import numpy as np
+
+# Field name -> pattern whose first group is the field's text in a four-step answer.
+FIELDS = {
+    "user_stances": r"<analyze user>(.*?) ;",
+    "user_price": r"; (\w+ (?:about )?price) ;",
+    "user_average": r"average (\S+) </analyze user>",
+    "item_aspects": r"<analyze item>(.*?) ;",
+    "item_genre_1": r"<analyze item> (\S+ \S+)",
+    "item_genre_2": r"<analyze item> \S+ \S+ (\S+ \S+)",
+    "item_quality": r"(quality (?:pos|neg|ok|new))",
+    "item_price": r"(price (?:pos|neg|ok|new))",
+    "item_average": r"average (\S+) </analyze item>",
+    "verdict": r"the item (.*?) this user",
+    "midpoint": r"midpoint of the averages (\d)",
+    "rating": r"<rate>(.*?)</rate>",
+}
+
+
+def fields(text: str) -> dict[str, str | None]:
+    """The answer's fields (stripped), None where a field is missing."""
+    out = {}
+    for name, pattern in FIELDS.items():
+        m = re.search(pattern, text, flags=re.S)
+        out[name] = m.group(1).strip() if m else None
+    return out
+
+
+def compare(answer: str, teacher: str) -> dict[str, bool]:
+    """Per field: the answer wrote the teacher's text (a field both lack counts as wrong)."""
+    a, t = fields(answer), fields(teacher)
+    return {k: a[k] is not None and a[k] == t[k] for k in FIELDS}
+
+
+def summarize(answers: list[str], teachers: list[str]) -> dict[str, float]:
+    """Fraction of answers right per field."""
+    rows = [compare(a, t) for a, t in zip(answers, teachers, strict=True)]
+    return {k: float(np.mean([r[k] for r in rows])) if rows else float("nan") for k in FIELDS}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", required=True, help="the run's config file")
+    parser.add_argument("--workdir", required=True, help="the finished run's workdir")
+    parser.add_argument("--phase", choices=("sft", "grpo"), default="sft")
+    parser.add_argument("--examples", type=int, default=256)
+    args = parser.parse_args(argv)
+
+    from reczero_jax.config_parsing import ConfigError
+    from reczero_jax.settings import load_config_file, load_settings
+
+    try:
+        config = load_config_file(args.config)
+        config.workdir = args.workdir
+        settings = load_settings(config)
+        ckpt_dir = pathlib.Path(args.workdir) / "checkpoints" / args.phase
+        if not ckpt_dir.is_dir():
+            raise ConfigError(f"--workdir: no {args.phase} checkpoints in {ckpt_dir}")
+        if settings.data.source != "synthetic":
+            raise ConfigError("--config: the probe needs data.source='synthetic' (the teacher)")
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    import jax
+
+    from reczero_jax.checkpointing import restore_checkpoint
+    from reczero_jax.data.teacher import teacher_trace
+    from reczero_jax.rl.setup import initial_params, make_sampler, prepare_run
+
+    run = prepare_run(settings)
+    params = initial_params(run, jax.random.key(settings.seed))
+    restored, meta = restore_checkpoint(ckpt_dir, None, {"params": params}, partial=True)
+    test = run.splits["test"]
+    n = min(args.examples, len(test))
+    sampler = make_sampler(run, True, settings.sampling.max_new_tokens)
+    answers = []
+    batch = settings.eval.batch_size
+    for lo in range(0, n, batch):
+        idx = list(range(lo, min(lo + batch, n)))
+        prompts = [test.ids(i) for i in idx] + [test.ids(idx[0])] * (batch - len(idx))
+        out = sampler.sample(restored["params"], prompts, 1, key=jax.random.key(0))
+        tokens, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
+        answers += [
+            run.tokenizer.decode(tokens[r, : int(lengths[r])].tolist()) for r in range(len(idx))
+        ]
+    rng = np.random.default_rng(0)  # unused: the traces are noise-free
+    teachers = [teacher_trace(test.examples[i], run.data.world, rng, 0.0) for i in range(n)]
+    result = {k: round(v, 4) for k, v in summarize(answers, teachers).items()}
+    preds = []
+    for i, a in enumerate(answers):
+        try:
+            preds.append(float(fields(a)["rating"]))
+        except (TypeError, ValueError):
+            preds.append(float(test.fallbacks[i]))
+    result["mae_of_answers"] = round(float(np.mean(np.abs(np.array(preds) - test.targets[:n]))), 4)
+    print(json.dumps({"phase": args.phase, "step": meta.get("step"), "examples": n, **result}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""The reading probe: field-by-field comparison of an answer with the teacher's trace."""
+
+import numpy as np
+
+from reczero_jax.data.data_config import DataConfig, SyntheticConfig
+from reczero_jax.data.loader import load_data
+from reczero_jax.data.teacher import teacher_trace
+from reczero_jax.tools.reading_probe import FIELDS, compare, fields, main, summarize
+
+TEACHER = (
+    "<analyze user> action pos drama neg comedy new horror ok ; cares about price ; "
+    "average 3.93 </analyze user>\n"
+    "<analyze item> drama neg comedy new quality ok price pos ; average 3.17 </analyze item>\n"
+    "<match> the item is a mixed fit this user ; midpoint of the averages 4 </match>\n"
+    "<rate> 4 </rate>"
+)
+
+
+def test_fields_of_a_teacher_trace():
+    f = fields(TEACHER)
+    assert f["user_average"] == "3.93" and f["item_average"] == "3.17"
+    assert f["item_genre_1"] == "drama neg" and f["item_genre_2"] == "comedy new"
+    assert f["item_quality"] == "quality ok" and f["item_price"] == "price pos"
+    assert f["user_price"] == "cares about price" and f["verdict"] == "is a mixed fit"
+    assert (f["midpoint"], f["rating"]) == ("4", "4")
+    assert f["user_stances"] == "action pos drama neg comedy new horror ok"
+
+
+def test_compare_marks_exactly_the_wrong_fields():
+    assert all(compare(TEACHER, TEACHER).values())
+    wrong = TEACHER.replace("comedy new quality", "horror new quality").replace("3.17", "3.27")
+    right = compare(wrong, TEACHER)
+    assert {k for k, v in right.items() if not v} == {
+        "item_genre_2",
+        "item_aspects",
+        "item_average",
+    }
+    assert not any(compare("<rate> 4 </rate>", TEACHER)[k] for k in FIELDS if k != "rating")
+    s = summarize([TEACHER, wrong], [TEACHER, TEACHER])
+    assert s["item_genre_2"] == 0.5 and s["verdict"] == 1.0
+
+
+def test_every_field_is_found_in_real_teacher_traces():
+    data = load_data(
+        DataConfig(synthetic=SyntheticConfig(num_users=60, num_items=30)), splits=("test",)
+    )
+    rng = np.random.default_rng(0)
+    for e in data.examples["test"][:20]:
+        assert all(v is not None for v in fields(teacher_trace(e, data.world, rng, 0.0)).values())
+
+
+def test_missing_checkpoints_exit_2(tmp_path, capsys):
+    assert main(["--config", "configs/demo.py:quick", "--workdir", str(tmp_path)]) == 2
+    assert "no sft checkpoints" in capsys.readouterr().err
