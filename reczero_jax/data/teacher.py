@@ -52,10 +52,8 @@ def visible_evidence(example: Example, world: World) -> dict:
         (GENRES[g], marks[int(world.user_taste[u, g])] if g in seen else "new")
         for g in range(world.config.num_genres)
     ]
-    aspects = []
-    for g in world.item_genres[i]:
-        mark = marks[int(world.user_taste[u, g])] if int(g) in seen else "new"
-        aspects.append((GENRES[g], mark))
+    stance = dict(stances)
+    aspects = [(GENRES[g], stance[GENRES[g]]) for g in world.item_genres[i]]
     q = world.item_quality[i]
     visible_q = bool(example.item_history) and abs(q) > QUALITY_CUT
     aspects.append(("quality", ("pos" if q > 0 else "neg") if visible_q else "ok"))

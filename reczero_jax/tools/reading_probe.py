@@ -88,34 +88,20 @@ def main(argv: list[str] | None = None) -> int:
 
     from reczero_jax.checkpointing import restore_checkpoint
     from reczero_jax.data.teacher import teacher_trace
-    from reczero_jax.rl.setup import initial_params, make_sampler, prepare_run
+    from reczero_jax.rl.evaluation import evaluate
+    from reczero_jax.rl.setup import initial_params, prepare_run
 
     run = prepare_run(settings)
     params = initial_params(run, jax.random.key(settings.seed))
     restored, meta = restore_checkpoint(ckpt_dir, None, {"params": params}, partial=True)
     test = run.splits["test"]
     n = min(args.examples, len(test))
-    sampler = make_sampler(run, True, settings.sampling.max_new_tokens)
-    answers = []
-    batch = settings.eval.batch_size
-    for lo in range(0, n, batch):
-        idx = list(range(lo, min(lo + batch, n)))
-        prompts = [test.ids(i) for i in idx] + [test.ids(idx[0])] * (batch - len(idx))
-        out = sampler.sample(restored["params"], prompts, 1, key=jax.random.key(0))
-        tokens, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
-        answers += [
-            run.tokenizer.decode(tokens[r, : int(lengths[r])].tolist()) for r in range(len(idx))
-        ]
+    # evaluate() answers greedily in batches and keeps the texts and the strict MAE.
+    report = evaluate(run, restored["params"], test, n, settings.eval.batch_size, keep_texts=n)
     rng = np.random.default_rng(0)  # unused: the traces are noise-free
     teachers = [teacher_trace(test.examples[i], run.data.world, rng, 0.0) for i in range(n)]
-    result = {k: round(v, 4) for k, v in summarize(answers, teachers).items()}
-    preds = []
-    for i, a in enumerate(answers):
-        try:
-            preds.append(float(fields(a)["rating"]))
-        except (TypeError, ValueError):
-            preds.append(float(test.fallbacks[i]))
-    result["mae_of_answers"] = round(float(np.mean(np.abs(np.array(preds) - test.targets[:n]))), 4)
+    result = {k: round(v, 4) for k, v in summarize(report["samples"], teachers).items()}
+    result["mae_of_answers"] = round(report["mae"], 4)
     print(json.dumps({"phase": args.phase, "step": meta.get("step"), "examples": n, **result}))
     return 0
 
