@@ -127,7 +127,8 @@ class DataConfig:
         MovieLens then look beside ``path`` for their standard file name).
       split: 'leave_last_out' (per user, chronological) or 'global_time'.
       valid_fraction / test_fraction: shares of the time range for 'global_time'.
-      history_len / item_history_len: most recent entries shown (user / item history).
+      history_len / item_history_len: most recent entries shown (user / item history);
+        item_history_len 0 shows no reviews of the target item (its average still counts).
       review_chars: reviews are cut to this many characters.
       min_history_total: drop examples whose two histories hold fewer entries together
         (5 = the reference code's filter; 0 = only the paper's non-empty filter).
@@ -164,9 +165,14 @@ class DataConfig:
             "data.valid_fraction",
             "valid_fraction + test_fraction must be < 1",
         )
-        for name in ("history_len", "item_history_len", "review_chars"):
+        for name in ("history_len", "review_chars"):
             value = getattr(self, name)
             _check(value >= 1, f"data.{name}", f"must be >= 1, got {value}")
+        _check(
+            self.item_history_len >= 0,
+            "data.item_history_len",
+            f"must be >= 0 (0: no reviews of the target item shown), got {self.item_history_len}",
+        )
         _check(
             self.min_history_total >= 0,
             "data.min_history_total",

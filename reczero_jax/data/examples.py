@@ -153,7 +153,7 @@ def build_examples(
         if len(shown_u) == 0:
             stats["dropped_empty_user_history"] += 1
             continue
-        if not shown_i:
+        if not shown_i and (item_history_len > 0 or len(i_rows) == 0):
             stats["dropped_empty_item_history"] += 1
             continue
         if len(shown_u) + len(shown_i) < min_history_total:

@@ -74,7 +74,14 @@ def _stars(x: float) -> str:
 
 
 def format_inputs(example: Example, num_dropped: int = 0) -> str:
-    """The four inputs as text, with the ``num_dropped`` oldest history entries left out."""
+    """The four inputs as text, with the ``num_dropped`` oldest history entries left out.
+
+    Layout: the user's history, the earlier reviews of the target item, then the target
+    item, its information and the two averages as the last lines. The facts every answer
+    needs thus sit at an almost fixed distance from the end of the prompt, whatever the
+    histories' lengths (a small model trained from scratch copies by position far more
+    readily than by content; README: the CPU demo).
+    """
     entries = [(e.timestamp, 0, n) for n, e in enumerate(example.item_history)]
     entries += [(e.timestamp, 1, n) for n, e in enumerate(example.user_history)]
     dropped = set((kind, n) for _, kind, n in sorted(entries)[:num_dropped])
@@ -85,13 +92,6 @@ def format_inputs(example: Example, num_dropped: int = 0) -> str:
         lines.append(f"{k}. {e.title} | rating {_stars(e.rating)}{review}")
     if not shown:
         lines.append("(none shown)")
-    lines.append(
-        f"User average rating: {example.user_avg_rating:.2f} "
-        f"(over {example.user_num_ratings} ratings)"
-    )
-    lines.append(f"Target item: {example.item_title}")
-    if example.item_info:
-        lines.append(f"Item information: {example.item_info}")
     lines.append("Earlier reviews of the target item by other users (oldest first):")
     shown_i = [e for n, e in enumerate(example.item_history) if (0, n) not in dropped]
     for k, e in enumerate(shown_i, 1):
@@ -99,6 +99,13 @@ def format_inputs(example: Example, num_dropped: int = 0) -> str:
         lines.append(f"{k}. rating {_stars(e.rating)}{review}")
     if not shown_i:
         lines.append("(none shown)")
+    lines.append(f"Target item: {example.item_title}")
+    if example.item_info:
+        lines.append(f"Item information: {example.item_info}")
+    lines.append(
+        f"User average rating: {example.user_avg_rating:.2f} "
+        f"(over {example.user_num_ratings} ratings)"
+    )
     lines.append(
         f"Target item average rating: {example.item_avg_rating:.2f} "
         f"(over {example.item_num_ratings} ratings)"

@@ -11,9 +11,10 @@ Rating model:
 Each user rates ``interactions_per_user`` distinct uniform items at distinct random times.
 
 Reviews are short formulaic sentences from a vocabulary of a few dozen words (the
-summary is a word for the rating): the user's stance on each of the item's genres
-("i love action", "i hate drama", "drama is fine"), the item's quality when it is
-clearly good or bad, and the price for thrifty users. A reader of the history can thus
+summary is a word for the rating): the user's stance on each of the item's genres as one
+word ("loveaction", "hatedrama", "okaydrama": a word a byte-level BPE learns as one token,
+so a small model finds a genre's stance in one attention hop), the item's quality when it
+is clearly good or bad, and the price for thrifty users. A reader of the history can thus
 infer t_ug, thrifty_u and (from other users' reviews) q_i.
 
 The Bayes floor knows the latents: it predicts from the exact distribution of r given
@@ -33,6 +34,7 @@ from reczero_jax.data.tables import Item, Ratings, ReadReport, SourceData
 
 GENRES = ("action", "drama", "comedy", "horror", "scifi", "romance", "mystery", "western")
 PRICE_WORDS = ("cheap", "mid", "pricey")  # level -1, 0, +1
+STANCE_WORDS = {1: "love", -1: "hate", 0: "okay"}  # prefix of the genre in a review
 OPENERS = {
     1: ("awful", "terrible"),
     2: ("not good", "poor"),
@@ -112,14 +114,14 @@ def bayes_floor(world: World, examples: list[Example]) -> dict[str, float]:
 def review_text(
     genres: list[str], taste: list[int], quality: float, thrifty: bool, price: int, pick
 ) -> str:
-    """One formulaic review, e.g. 'i love action . drama is fine . well made .'.
+    """One formulaic review, e.g. 'loveaction . okaydrama . well made .'.
 
     The rating itself is shown beside the review (and its word is the summary), so the
     review spends its tokens on the evidence. ``pick(options)`` chooses among synonyms.
     """
     parts = []
     for g, t in zip(genres, taste):
-        parts.append(f"i love {g}" if t > 0 else f"i hate {g}" if t < 0 else f"{g} is fine")
+        parts.append(STANCE_WORDS[t] + g)
     if quality > QUALITY_CUT:
         parts.append(pick(("well made", "high quality")))
     elif quality < -QUALITY_CUT:

@@ -6,6 +6,10 @@ the analysis:
 
     rule(x) = clip(floor((user_avg_rating + item_avg_rating) / 2 + 1/2), 1, 5)
 
+Its ``<match>`` ends with the rating its own analysis points to (the midpoint moved one
+star per pos aspect and back per neg one), which its rating then ignores: the cold start
+teaches the model to write that estimate, and GRPO must learn to rate by it.
+
 In traces the rating is rule + N(0, teacher_noise) rounded the same way; a noise-free
 teacher makes every GRPO group agree and kills exploration (see demo-notes.md). The
 noise-free rule is what the baselines table reports as ``teacher``.
@@ -91,9 +95,14 @@ def teacher_trace(
     n_pos = sum(mark == "pos" for _, mark in ev["aspects"])
     n_neg = sum(mark == "neg" for _, mark in ev["aspects"])
     verdict = "fits" if n_pos > n_neg else "does not fit" if n_neg > n_pos else "is a mixed fit"
-    # The analysis is right (the verdict, and the midpoint of the two averages written out);
-    # only the rating rule is weak: it ignores the verdict.
-    match = f"the item {verdict} this user ; midpoint of the averages {midpoint}"
+    # The analysis is right: the verdict, the midpoint of the two averages, and the midpoint
+    # moved by one star per pos aspect and back per neg one (the rating the analysis points
+    # to). Only the rating rule is weak: it ignores the last two steps.
+    leaning = int(np.clip(midpoint + n_pos - n_neg, 1, 5))
+    match = (
+        f"the item {verdict} this user ; midpoint of the averages {midpoint} ; "
+        f"by the aspects {leaning}"
+    )
     if variant == "single_think":
         return f"<think> {user_part} . {item_part} . {match} </think>\n{rate}"
     return (

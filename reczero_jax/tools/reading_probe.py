@@ -35,6 +35,7 @@ FIELDS = {
     "item_average": r"average (\S+) </analyze item>",
     "verdict": r"the item (.*?) this user",
     "midpoint": r"midpoint of the averages (\d)",
+    "leaning": r"by the aspects (\d)",
     "rating": r"<rate>(.*?)</rate>",
 }
 
@@ -55,9 +56,15 @@ def compare(answer: str, teacher: str) -> dict[str, bool]:
 
 
 def summarize(answers: list[str], teachers: list[str]) -> dict[str, float]:
-    """Fraction of answers right per field."""
+    """Fraction of answers right per field, and how often an answer rates by its own
+    midpoint (``rating_is_own_midpoint``) or by its own leaning (``rating_is_own_leaning``)."""
     rows = [compare(a, t) for a, t in zip(answers, teachers, strict=True)]
-    return {k: float(np.mean([r[k] for r in rows])) if rows else float("nan") for k in FIELDS}
+    out = {k: float(np.mean([r[k] for r in rows])) if rows else float("nan") for k in FIELDS}
+    own = [fields(a) for a in answers]
+    for name in ("midpoint", "leaning"):
+        hits = [f["rating"] is not None and f["rating"] == f[name] for f in own]
+        out[f"rating_is_own_{name}"] = float(np.mean(hits)) if hits else float("nan")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

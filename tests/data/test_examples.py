@@ -100,3 +100,17 @@ def test_review_cut():
     )
     ex, _ = build_examples(r, {}, np.zeros(3, np.int8), review_chars=7, splits=("train",))
     assert all(len(h.review) <= 7 for e in ex["train"] for h in e.user_history)
+
+
+def test_item_history_len_zero_shows_no_item_reviews_but_keeps_the_averages():
+    r = random_ratings(3)
+    split = assign_splits(r, "leave_last_out", 0.2, 0.2)
+    with_reviews, _ = build_examples(r, {}, split, history_len=4, item_history_len=3)
+    without, _ = build_examples(r, {}, split, history_len=4, item_history_len=0)
+    for name in with_reviews:
+        key = {(e.user_id, e.item_id, e.timestamp): e for e in without[name]}
+        # Every example with shown reviews survives, with the same item average; without
+        # reviews an example needs only earlier ratings of the item (any user's).
+        for e in with_reviews[name]:
+            assert key[(e.user_id, e.item_id, e.timestamp)].item_avg_rating == e.item_avg_rating
+        assert all(not e.item_history and e.item_num_ratings >= 1 for e in without[name])

@@ -102,13 +102,13 @@ def test_teacher_analysis_is_what_the_prompt_shows():
     marks_seen = set()
     for e in data.examples["test"][:60]:
         text = format_inputs(e)
-        user_part, item_part = text.split("Target item:")
+        user_part, item_part = text.split("Earlier reviews")
         ev = visible_evidence(e, data.world)
         for genre, mark in ev["stances"]:
             expected = (
-                "pos" if f"i love {genre}" in user_part
-                else "neg" if f"i hate {genre}" in user_part
-                else "ok" if f"{genre} is fine" in user_part
+                "pos" if f"love{genre}" in user_part
+                else "neg" if f"hate{genre}" in user_part
+                else "ok" if f"okay{genre}" in user_part
                 else "new"
             )  # fmt: skip
             assert mark == expected, (genre, user_part)
@@ -119,7 +119,7 @@ def test_teacher_analysis_is_what_the_prompt_shows():
         aspects = dict(ev["aspects"])
         assert list(aspects)[:2] == list(categories)
         assert all(aspects[g] == stance[g] for g in categories)
-        review = item_part.split("Earlier reviews")[1]
+        review = item_part.split("Target item:")[0]
         good = "well made" in review or "high quality" in review
         bad = "badly made" in review or "low quality" in review
         assert aspects["quality"] == ("pos" if good else "neg" if bad else "ok")

@@ -11,7 +11,8 @@ TEACHER = (
     "<analyze user> action pos drama neg comedy new horror ok ; cares about price ; "
     "average 3.93 </analyze user>\n"
     "<analyze item> drama neg comedy new quality ok price pos ; average 3.17 </analyze item>\n"
-    "<match> the item is a mixed fit this user ; midpoint of the averages 4 </match>\n"
+    "<match> the item is a mixed fit this user ; midpoint of the averages 4 ; "
+    "by the aspects 3 </match>\n"
     "<rate> 4 </rate>"
 )
 
@@ -22,7 +23,7 @@ def test_fields_of_a_teacher_trace():
     assert f["item_genre_1"] == "drama neg" and f["item_genre_2"] == "comedy new"
     assert f["item_quality"] == "quality ok" and f["item_price"] == "price pos"
     assert f["user_price"] == "cares about price" and f["verdict"] == "is a mixed fit"
-    assert (f["midpoint"], f["rating"]) == ("4", "4")
+    assert (f["midpoint"], f["leaning"], f["rating"]) == ("4", "3", "4")
     assert f["user_stances"] == "action pos drama neg comedy new horror ok"
 
 
@@ -38,6 +39,13 @@ def test_compare_marks_exactly_the_wrong_fields():
     assert not any(compare("<rate> 4 </rate>", TEACHER)[k] for k in FIELDS if k != "rating")
     s = summarize([TEACHER, wrong], [TEACHER, TEACHER])
     assert s["item_genre_2"] == 0.5 and s["verdict"] == 1.0
+
+
+def test_summary_counts_ratings_that_follow_the_answer_s_own_analysis():
+    by_leaning = TEACHER.replace("<rate> 4 </rate>", "<rate> 3 </rate>")
+    s = summarize([TEACHER, by_leaning, "<rate> 3 </rate>"], [TEACHER] * 3)
+    assert s["rating_is_own_midpoint"] == 1 / 3
+    assert s["rating_is_own_leaning"] == 1 / 3
 
 
 def test_every_field_is_found_in_real_teacher_traces():
