@@ -105,3 +105,19 @@ def test_qwen_tokenizer(qwen_tokenizer_dir):
     p = build_prompt(data.examples["test"][0], tok, PromptConfig(max_prompt_tokens=300))
     assert p.text.startswith("<|im_start|>system\n") and len(p.token_ids) <= 300
     assert p.text.endswith("<|im_start|>assistant\n")
+
+
+def test_inputs_end_with_the_target_item_and_both_averages(tokenizer):
+    """The facts every answer needs are the last lines, whatever the histories' lengths."""
+    _, data = tokenizer
+    for e in data.examples["test"][:10]:
+        lines = format_inputs(e).split("\n")
+        assert lines[-4] == f"Target item: {e.item_title}"
+        assert lines[-3] == f"Item information: {e.item_info}"
+        assert lines[-2].startswith(f"User average rating: {e.user_avg_rating:.2f} ")
+        assert lines[-1].startswith(f"Target item average rating: {e.item_avg_rating:.2f} ")
+        assert lines[0] == "User history (oldest first):"
+        # every history line comes before the target item
+        assert lines.index("Earlier reviews of the target item by other users (oldest first):") < (
+            len(lines) - 4
+        )

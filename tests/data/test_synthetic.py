@@ -129,3 +129,22 @@ def test_teacher_analysis_is_what_the_prompt_shows():
         trace = teacher_trace(e, data.world, np.random.default_rng(0), 0.0)
         assert " ".join(f"{n} {m}" for n, m in ev["aspects"]) in trace
     assert marks_seen == {"pos", "neg", "ok", "new"}
+
+
+def test_teacher_match_ends_with_the_rating_its_analysis_points_to():
+    """<match>: verdict, the midpoint (= the rating), then midpoint + #pos - #neg in [1, 5]."""
+    from reczero_jax.data.teacher import visible_evidence
+
+    data = load_data(DataConfig(synthetic=SMALL), splits=("test",))
+    differs = 0
+    for e in data.examples["test"][:80]:
+        trace = teacher_trace(e, data.world, np.random.default_rng(0), 0.0)
+        marks = [m for _, m in visible_evidence(e, data.world)["aspects"]]
+        m = re.search(r"midpoint of the averages (\d) ; by the aspects (\d) </match>", trace)
+        midpoint, leaning = int(m.group(1)), int(m.group(2))
+        assert midpoint == teacher_rating(e.user_avg_rating, e.item_avg_rating)
+        expected = min(5, max(1, midpoint + marks.count("pos") - marks.count("neg")))
+        assert leaning == expected
+        assert f"<rate> {midpoint} </rate>" in trace  # the rating ignores the leaning
+        differs += leaning != midpoint
+    assert differs > 10  # the leaning carries information the rule does not use
