@@ -36,7 +36,7 @@ def visible_evidence(example: Example, world: World) -> dict:
     """What the prompt of ``example`` reveals about the user and the target item.
 
     Returns ``stances``: (genre, mark) for every genre of the world in canonical order, mark
-    in {'pos', 'neg', 'ok', 'new'} (the user's shown stance: love / hate / fine; 'new' when
+    in {'pos', 'neg', 'ok', 'new'} (the user's shown stance: love / hate / okay; 'new' when
     the shown history never mentions the genre); ``cares_price`` (the history shows a
     price remark, so the user is thrifty); and the item's ``aspects``: four (name, mark)
     pairs with the same marks, for the item's two genres (the user's stance), its quality

@@ -49,21 +49,28 @@ def fields(text: str) -> dict[str, str | None]:
     return out
 
 
+def _same(a: dict, t: dict) -> dict[str, bool]:
+    return {k: a[k] is not None and a[k] == t[k] for k in FIELDS}
+
+
 def compare(answer: str, teacher: str) -> dict[str, bool]:
     """Per field: the answer wrote the teacher's text (a field both lack counts as wrong)."""
-    a, t = fields(answer), fields(teacher)
-    return {k: a[k] is not None and a[k] == t[k] for k in FIELDS}
+    return _same(fields(answer), fields(teacher))
+
+
+def _fraction(hits: list[bool]) -> float:
+    return float(np.mean(hits)) if hits else float("nan")
 
 
 def summarize(answers: list[str], teachers: list[str]) -> dict[str, float]:
     """Fraction of answers right per field, and how often an answer rates by its own
     midpoint (``rating_is_own_midpoint``) or by its own leaning (``rating_is_own_leaning``)."""
-    rows = [compare(a, t) for a, t in zip(answers, teachers, strict=True)]
-    out = {k: float(np.mean([r[k] for r in rows])) if rows else float("nan") for k in FIELDS}
-    own = [fields(a) for a in answers]
+    own = [fields(a) for a in answers]  # each answer is parsed once
+    rows = [_same(a, fields(t)) for a, t in zip(own, teachers, strict=True)]
+    out = {k: _fraction([r[k] for r in rows]) for k in FIELDS}
     for name in ("midpoint", "leaning"):
         hits = [f["rating"] is not None and f["rating"] == f[name] for f in own]
-        out[f"rating_is_own_{name}"] = float(np.mean(hits)) if hits else float("nan")
+        out[f"rating_is_own_{name}"] = _fraction(hits)
     return out
 
 
