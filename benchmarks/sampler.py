@@ -72,9 +72,15 @@ def _ours(config, params, mesh, prompts, g, new_tokens, dtype, repeats):
 
     full = sampler(new_tokens)
     seconds, out = _time_sampler(full, params, prompts, g, repeats)
+    b, p = len(prompts), len(prompts[0])
+    # GroupSamples is laid out by group: [B, G, T] / [B, G], with the padded prompts [B, P].
+    if out.tokens.shape != (b, g, new_tokens) or out.lengths.shape != (b, g):
+        raise RuntimeError(f"unexpected sample shapes {out.tokens.shape}, {out.lengths.shape}")
+    if out.prompt.shape != (b, p) or not np.array_equal(np.asarray(out.prompt), prompts):
+        raise RuntimeError(f"the returned prompts {out.prompt.shape} are not the given ones")
     prefill_only = sampler(1)
     prefill_seconds, _ = _time_sampler(prefill_only, params, prompts, g, repeats)
-    generated = int(np.asarray(out.lengths).sum())
+    generated = int(np.asarray(out.lengths).sum())  # over all B x G samples
     step = (seconds - prefill_seconds) / max(new_tokens - 1, 1)
     return seconds, step, generated, full.compiles, prefill_seconds
 

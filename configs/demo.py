@@ -43,7 +43,6 @@ def get_config(arg=None):
     config.mesh.shape = (1, -1, 1)
 
     # --- Sampling (rollouts and evaluation).
-    config.sampling.num_samples = 8
     config.sampling.max_new_tokens = 96
     config.sampling.temperature = 1.0
     config.sampling.prompt_buckets = (160, 192)
@@ -59,6 +58,7 @@ def get_config(arg=None):
     config.sft.optim.decay_steps = 1000
 
     # --- GRPO.
+    config.grpo.num_generations = 8  # G answers per prompt
     config.grpo.steps = 150
     config.grpo.prompts_per_step = 16
     config.grpo.epochs = 1

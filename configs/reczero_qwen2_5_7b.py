@@ -40,13 +40,13 @@ def get_config(arg=None):
     config.data.prompt.variant = "four_step"
     config.data.prompt.max_prompt_tokens = 3072
 
-    # --- Sampling: G = 8 at temperature 1.0.
-    config.sampling.num_samples = 8
+    # --- Sampling at temperature 1.0 (G is grpo.num_generations).
     config.sampling.max_new_tokens = 1024
     config.sampling.temperature = 1.0
     config.sampling.prompt_buckets = (1024, 2048, 3072)
 
     # --- GRPO: the paper's settings.
+    config.grpo.num_generations = 8  # G answers per prompt
     config.grpo.steps = 300
     config.grpo.prompts_per_step = 8
     config.grpo.epochs = 1

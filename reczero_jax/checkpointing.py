@@ -1,12 +1,22 @@
-"""Checkpoints: a thin layer over Orbax's ``CheckpointManager``, and the resume rule.
+"""Checkpoints: one Orbax ``CheckpointManager`` per run directory, and the resume rule.
 
 Layout of a checkpoint directory (one per run, usually ``<workdir>/checkpoints``)::
 
-    <directory>/<step>/state/   the training-state pytree (StandardSave / StandardRestore)
-    <directory>/<step>/meta/    a JSON dict (JsonSave / JsonRestore): step, data position,
-                                the config as a dict, metrics, ...
-    <directory>/best/<step>/    the single best checkpoint so far (same two items); its meta
-                                holds ``best_metric = {"name", "value", "mode"}``
+    <directory>/<step>/state/     the training-state pytree (StandardSave / StandardRestore)
+    <directory>/<step>/meta/      a JSON dict (JsonSave / JsonRestore): step, data position,
+                                  the config as a dict, metrics, ...
+    <directory>/<step>/metrics/   only for steps saved with ``metrics`` (evaluation steps):
+                                  Orbax's own JSON copy of those metrics, which its
+                                  preservation policy ranks and which is read back when the
+                                  directory is opened again (so the best survives a restart)
+
+Every step folder is a whole checkpoint and a possible resume point; there is no separate
+``best/`` folder. Which steps remain is Orbax's preservation policy, applied after each save:
+a step is kept if it is one of the newest ``keep_latest`` (``LatestN``) or, when
+``best_metric`` is set, one of the ``keep_best`` best by that metric (``BestN``), combined with
+``AnyPreservationPolicy``; every other step is deleted. Only steps saved with a finite value of
+``best_metric`` take part in the ranking: a step saved without metrics, without that metric, or
+with a NaN/inf value is kept by recency alone and never reported as best.
 
 Orbax writes each step into a temporary folder and renames it when complete, so a step folder
 that exists is a whole checkpoint (a crash mid-save leaves only a temporary folder, ignored).
@@ -22,20 +32,20 @@ Restoring is always onto a target: a pytree of ``jax.ShapeDtypeStruct`` with ``.
 whose shapes, dtypes and shardings are taken. Arrays are read directly into that sharding, on
 any mesh shape; nothing is gathered on one device.
 
-Saving waits by default: ``maybe_save`` returns once the checkpoint is complete on disk, so no
-exit path (an exception, ``sys.exit``, a killed job after the call) can lose a save it reported.
-With ``async_save=True`` it returns as soon as the arrays are copied to host memory (the next
-step may then donate or overwrite the state) and the files are written by a background thread;
-the caller must then ``close()`` (or leave a ``with Checkpointer(...)`` block) before exiting.
-An ``atexit`` hook cannot rescue a pending save: by the time it runs, Python has shut down the
-executors Orbax writes with, and the step is left as an unfinished temporary folder. Forced saves
-and best saves always wait. In a multi-process run every process must make the same calls, in
-the same order.
+Saving is asynchronous by default: ``save`` returns as soon as the arrays are copied to host
+memory (the next step may then donate or overwrite the state) and the files are written by a
+background thread; a following ``save`` first waits for the previous one. A ``force=True``
+save (the last step) returns only once the checkpoint is on disk. Before the process exits the
+caller must ``close()`` (or leave a ``with Checkpointer(...)`` block), which waits for pending
+saves. An ``atexit`` hook cannot rescue a pending save: by the time it runs, Python has shut
+down the executors Orbax writes with, and the step is left as an unfinished temporary folder.
+With ``async_save=False`` every save returns once it is on disk. In a multi-process run every
+process must make the same calls, in the same order, with the same metrics.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import logging
 import math
 import os
 import pathlib
@@ -45,10 +55,11 @@ from typing import Any, Literal
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers as ocp_managers
 
 STATE, META = "state", "meta"
-BEST_DIR = "best"
-BEST_KEY = "best_metric"
+
+_log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -96,9 +107,52 @@ def _restore_target(abstract_state: Any) -> Any:
     return jax.tree_util.tree_map_with_path(leaf, abstract_state)
 
 
-def _manager(directory: pathlib.Path, max_to_keep: int | None, create: bool = True):
-    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=create)
+def _reading_manager(directory: pathlib.Path):
+    # Not ``read_only=True``: that only adds warnings; a manager that never saves writes nothing.
+    options = ocp.CheckpointManagerOptions(create=False)
     return ocp.CheckpointManager(directory, options=options, item_names=(STATE, META))
+
+
+def _finite_metric(metrics: Any, name: str | None) -> float | None:
+    """``metrics[name]`` as a float if present, numeric and finite, else None."""
+    if name is None or not isinstance(metrics, Mapping) or name not in metrics:
+        return None
+    try:
+        value = float(metrics[name])
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _ranking_fn(name: str | None, mode: Literal["min", "max"]):
+    """Orbax's ``get_metric_fn``/``best_fn``: the metric, or the worst value if unusable.
+
+    ``BestN`` calls it on every step that has a metrics dict; it must not raise (a directory
+    written with another ``best_metric``) and NaN must not reach ``sorted``.
+    """
+    worst = math.inf if mode == "min" else -math.inf
+
+    def fn(metrics: Any) -> float:
+        value = _finite_metric(metrics, name)
+        return worst if value is None else value
+
+    return fn
+
+
+# Orbax logs this warning at every save without metrics once ``best_fn`` is set (which it must
+# be for the metrics to be written to disk); saves between evaluations have none on purpose.
+_NO_METRICS_WARNING = "Requested `tracked_metric`; did not provide metrics."
+
+
+class _DropNoMetricsWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != _NO_METRICS_WARNING
+
+
+def _install_warning_filter() -> None:
+    absl_logger = logging.getLogger("absl")
+    if not any(isinstance(f, _DropNoMetricsWarning) for f in absl_logger.filters):
+        absl_logger.addFilter(_DropNoMetricsWarning())
 
 
 def _save_args(state: Any, meta: Mapping[str, Any]) -> ocp.args.Composite:
@@ -150,7 +204,7 @@ def restore_checkpoint(
     steps = checkpoint_steps(path)
     if not steps:
         raise FileNotFoundError(f"no Orbax checkpoint in {path}")
-    manager = _manager(path, max_to_keep=None, create=False)
+    manager = _reading_manager(path)
     try:
         return _restore(manager, steps[-1] if step is None else int(step), abstract_state, partial)
     finally:
@@ -161,232 +215,205 @@ def restore_checkpoint(
 # Checkpointer.
 # ---------------------------------------------------------------------------------------------
 class Checkpointer:
-    """Periodic checkpoints (the last ``max_to_keep``) plus one best checkpoint in ``best/``.
+    """One Orbax ``CheckpointManager`` keeping the newest checkpoints and the best by a metric.
 
     Args:
       directory: the run's checkpoint directory (created if missing).
-      save_every: ``maybe_save`` saves at steps divisible by this (``>= 1``).
-      max_to_keep: how many periodic checkpoints to keep (oldest deleted first).
-      best_metric: the name of the metric ``save_best`` compares (recorded in the best meta);
-        ``None`` disables ``save_best``.
+      save_every: ``save`` saves at steps divisible by this (``>= 1``), and at any step given
+        ``metrics`` or ``force``.
+      keep_latest: how many of the newest checkpoints to keep (``>= 1``).
+      best_metric: the name of the metric, in the ``metrics`` passed to ``save``, that ranks
+        checkpoints; ``None``: keep by recency only (metrics are still recorded).
       best_mode: ``'min'`` (lower is better, e.g. MAE) or ``'max'``.
-      async_save: write periodic checkpoints in the background (then ``close()`` before exit).
+      keep_best: how many of the best checkpoints by ``best_metric`` to keep besides the newest
+        (``>= 1``); a checkpoint may count for both.
+      async_save: write in the background (then ``close()`` before exit); a forced save waits.
     """
 
     def __init__(
         self,
         directory: str | os.PathLike,
+        *,
         save_every: int,
-        max_to_keep: int = 2,
-        best_metric: str | None = "eval/mae",
+        keep_latest: int = 2,
+        best_metric: str | None = None,
         best_mode: Literal["min", "max"] = "min",
-        async_save: bool = False,
+        keep_best: int = 1,
+        async_save: bool = True,
     ):
-        if not isinstance(save_every, int) or save_every < 1:
-            raise ValueError(f"save_every must be an int >= 1, got {save_every!r}")
-        if not isinstance(max_to_keep, int) or max_to_keep < 1:
-            raise ValueError(f"max_to_keep must be an int >= 1, got {max_to_keep!r}")
+        for name, value in (
+            ("save_every", save_every),
+            ("keep_latest", keep_latest),
+            ("keep_best", keep_best),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
         if best_mode not in ("min", "max"):
             raise ValueError(f"best_mode must be 'min' or 'max', got {best_mode!r}")
         self.directory = pathlib.Path(directory).absolute()
         self.save_every = save_every
+        self.keep_latest = keep_latest
         self.best_metric = best_metric
         self.best_mode = best_mode
-        self.async_save = async_save
-        self._manager = _manager(self.directory, max_to_keep)
-        self._best_manager = None
-        self.best_value: float | None = None
-        self.best_step: int | None = None
-        if best_metric is not None and checkpoint_steps(self.best_dir):
-            self._load_best_record()
+        self.keep_best = keep_best
+        self.async_save = bool(async_save)
 
-    # -- periodic checkpoints ------------------------------------------------------------------
-    def maybe_save(
-        self, step: int, state: Any, meta: Mapping[str, Any], force: bool = False
+        ranking = _ranking_fn(best_metric, best_mode)
+        policies: list[Any] = [ocp_managers.LatestN(n=keep_latest)]
+        if best_metric is not None:
+            # Orbax sorts ascending (descending with reverse) and keeps the last n. Steps saved
+            # without metrics are left to LatestN (keep_checkpoints_without_metrics=False;
+            # the default True would keep every one of them forever).
+            policies.append(
+                ocp_managers.BestN(
+                    get_metric_fn=ranking,
+                    reverse=best_mode == "min",
+                    n=keep_best,
+                    keep_checkpoints_without_metrics=False,
+                )
+            )
+        options = ocp.CheckpointManagerOptions(
+            create=True,
+            enable_async_checkpointing=self.async_save,
+            preservation_policy=ocp_managers.AnyPreservationPolicy(policies),
+            # best_fn does not decide what is kept (preservation_policy does), but without it
+            # Orbax 0.12.8 does not write <step>/metrics, and BestN would forget every
+            # evaluation when the directory is opened again.
+            best_fn=ranking,
+            best_mode=best_mode,
+        )
+        _install_warning_filter()
+        self._manager: ocp.CheckpointManager | None = ocp.CheckpointManager(
+            self.directory, options=options, item_names=(STATE, META)
+        )
+        # best_metric's finite value per step, from Orbax's metrics files of earlier runs.
+        self._values: dict[int, float] = {}
+        for step in self._manager.all_steps():
+            value = _finite_metric(self._manager.metrics(step), best_metric)
+            if value is not None:
+                self._values[int(step)] = value
+
+    # -- saving ----------------------------------------------------------------------------------
+    def save(
+        self,
+        step: int,
+        state: Any,
+        meta: Mapping[str, Any],
+        *,
+        metrics: Mapping[str, float] | None = None,
+        force: bool = False,
     ) -> bool:
-        """Save ``state`` and ``meta`` at ``step`` if ``step % save_every == 0`` or ``force``.
+        """Save ``state`` and ``meta`` at ``step``; returns whether a save was started.
 
-        Returns whether a save was started. A step that is already saved (e.g. the step just
-        restored) is skipped and returns False. ``meta`` must be JSON-like (numpy/JAX scalars
-        are converted); ``"step"`` is added to it. Returns once the checkpoint is on disk unless
-        ``async_save`` (a forced save always waits: use it for the last step).
+        Saves when ``force``, or ``step % save_every == 0``, or ``metrics`` is given (an
+        evaluation step, so that the best can be kept). A step that is already saved (e.g. the
+        step just restored) is skipped and returns False, even with ``metrics``: evaluate
+        before saving, and pass the metrics in the one call for that step. ``meta`` must be
+        JSON-like (numpy/JAX scalars are converted); ``"step"`` is added to it. ``metrics``
+        (name -> number) are recorded with the checkpoint and rank it by ``best_metric``; if
+        that metric is missing or not finite, the checkpoint is saved as one without metrics
+        (kept by recency only, never best).
+
+        Returns once the arrays are copied to host memory (asynchronous saves) or once the
+        checkpoint is on disk (``force=True``, or ``async_save=False``).
         """
+        manager = self._open()
         step = int(step)
-        if self._manager is None:
-            raise ValueError(f"Checkpointer for {self.directory} is closed")
-        if not force and step % self.save_every != 0:
+        if not (force or metrics is not None or step % self.save_every == 0):
             return False
-        if step in self._manager.all_steps():
+        if step in manager.all_steps():
             return False
-        saved = self._manager.save(step, args=_save_args(state, {**meta, "step": step}), force=True)
+        record, value = None, None
+        if metrics is not None:
+            record = _to_json(dict(metrics), "metrics")
+            if self.best_metric is not None:
+                value = _finite_metric(record, self.best_metric)
+                if value is None:
+                    _log.warning(
+                        "step %d: metric %r is missing or not finite in %r; the checkpoint "
+                        "is kept by recency only",
+                        step,
+                        self.best_metric,
+                        record,
+                    )
+                    record = None
+        saved = manager.save(
+            step,
+            args=_save_args(state, {**meta, "step": step}),
+            metrics=record,
+            force=True,
+        )
+        if saved and value is not None:
+            self._values[step] = value
         if force or not self.async_save:
-            self._manager.wait_until_finished()
+            manager.wait_until_finished()
         return bool(saved)
 
+    # -- queries ---------------------------------------------------------------------------------
     def latest_step(self) -> int | None:
-        """The newest finished periodic checkpoint step (waits for a pending save), or None."""
-        self._manager.wait_until_finished()
-        return self._manager.latest_step()
+        """The newest finished checkpoint step (waits for a pending save), or None."""
+        manager = self._open()
+        manager.wait_until_finished()
+        return manager.latest_step()
 
     def all_steps(self) -> list[int]:
-        """All finished periodic checkpoint steps, ascending (waits for a pending save)."""
-        self._manager.wait_until_finished()
-        return sorted(self._manager.all_steps())
+        """All finished checkpoint steps, ascending (waits for a pending save)."""
+        manager = self._open()
+        manager.wait_until_finished()
+        return sorted(int(s) for s in manager.all_steps())
+
+    def best_step(self) -> int | None:
+        """The kept step with the best finite ``best_metric`` (waits for a pending save).
+
+        None without ``best_metric`` or before any evaluated checkpoint. Of equal values the
+        newest step counts, the one Orbax's ``BestN`` keeps.
+        """
+        if self.best_metric is None:
+            return None
+        steps = set(self.all_steps())
+        candidates = [(v, s) for s, v in self._values.items() if s in steps]
+        if not candidates:
+            return None
+        sign = 1.0 if self.best_mode == "min" else -1.0
+        return min(candidates, key=lambda vs: (sign * vs[0], -vs[1]))[1]
 
     def restore(self, step: int | None, abstract_state: Any) -> tuple[Any, dict]:
-        """``(state, meta)`` of periodic checkpoint ``step`` (``None``: the latest).
+        """``(state, meta)`` of checkpoint ``step`` (``None``: the latest).
 
         ``abstract_state``: the target pytree, ``ShapeDtypeStruct``s with ``.sharding`` set or
         concrete arrays; the restored arrays have exactly those shardings.
         """
-        self._manager.wait_until_finished()
+        manager = self._open()
+        manager.wait_until_finished()
         if step is None:
-            step = self._manager.latest_step()
+            step = manager.latest_step()
             if step is None:
                 raise FileNotFoundError(f"no checkpoint in {self.directory}")
-        return _restore(self._manager, int(step), abstract_state)
+        return _restore(manager, int(step), abstract_state)
 
-    # -- best checkpoint -----------------------------------------------------------------------
-    @property
-    def best_dir(self) -> pathlib.Path:
-        return self.directory / BEST_DIR
+    # -- lifetime --------------------------------------------------------------------------------
+    def _open(self) -> ocp.CheckpointManager:
+        if self._manager is None:
+            raise ValueError(f"Checkpointer for {self.directory} is closed")
+        return self._manager
 
-    def is_improvement(self, metric_value: float) -> bool:
-        """Whether ``metric_value`` beats the best so far (non-finite values never do)."""
-        value = float(metric_value)
-        if not math.isfinite(value):
-            return False
-        if self.best_value is None:
-            return True
-        return value < self.best_value if self.best_mode == "min" else value > self.best_value
-
-    def save_best(self, step: int, state: Any, meta: Mapping[str, Any], metric_value) -> bool:
-        """Keep ``state`` as the one best checkpoint if ``metric_value`` improves on the best.
-
-        The new best is written completely before the previous one is deleted. Its meta holds
-        ``best_metric = {"name", "value", "mode"}``, read back when a run restarts. Returns
-        whether it was saved.
-        """
-        if self.best_metric is None:
-            raise ValueError("save_best needs a Checkpointer built with best_metric set")
-        if not self.is_improvement(metric_value):
-            return False
-        step, value = int(step), float(metric_value)
-        manager = self._best()
-        if step in manager.all_steps():  # the same step evaluated again: replace it in place
-            manager.delete(step)
-        record = {"name": self.best_metric, "value": value, "mode": self.best_mode}
-        full_meta = {**meta, "step": step, BEST_KEY: record}
-        manager.save(step, args=_save_args(state, full_meta), force=True)
-        manager.wait_until_finished()
-        for old in manager.all_steps():
-            if old != step:
-                manager.delete(old)
-        self.best_value, self.best_step = value, step
-        return True
-
-    def restore_best(self, abstract_state: Any) -> tuple[Any, dict]:
-        """``(state, meta)`` of the best checkpoint; ``FileNotFoundError`` if there is none."""
-        if self.best_step is None:
-            raise FileNotFoundError(f"no best checkpoint in {self.best_dir}")
-        return _restore(self._best(), self.best_step, abstract_state)
-
-    def _best(self):
-        if self._best_manager is None:
-            self._best_manager = _manager(self.best_dir, max_to_keep=None)
-        return self._best_manager
-
-    def _load_best_record(self) -> None:
-        """Read the best value back (if a crash left two best steps, the better one counts)."""
-        manager = self._best()
-        for step in sorted(manager.all_steps()):
-            meta = manager.restore(step, args=ocp.args.Composite(**{META: ocp.args.JsonRestore()}))
-            record = (meta[META] or {}).get(BEST_KEY) or {}
-            if (record.get("name"), record.get("mode")) != (self.best_metric, self.best_mode):
-                raise ValueError(
-                    f"best checkpoint {self.best_dir}/{step} records {record!r}, but this run "
-                    f"compares best_metric={self.best_metric!r} with best_mode={self.best_mode!r}"
-                )
-            if self.is_improvement(record["value"]):
-                self.best_value, self.best_step = float(record["value"]), step
-
-    # -- lifetime ------------------------------------------------------------------------------
     def wait_until_finished(self) -> None:
         """Block until pending saves are on disk."""
-        self._wait()
-
-    def _wait(self) -> None:
         if self._manager is not None:
             self._manager.wait_until_finished()
-        if self._best_manager is not None:
-            self._best_manager.wait_until_finished()
 
     def close(self) -> None:
         """Wait for pending saves and release Orbax's resources. Safe to call twice."""
-        if self._manager is None:
+        manager, self._manager = self._manager, None
+        if manager is None:
             return
-        self._wait()
-        self._manager.close()
-        if self._best_manager is not None:
-            self._best_manager.close()
-        self._manager = self._best_manager = None
+        try:
+            manager.wait_until_finished()
+        finally:
+            manager.close()
 
     def __enter__(self) -> Checkpointer:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-# ---------------------------------------------------------------------------------------------
-# Where a run starts from.
-# ---------------------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class StartFrom:
-    """Where training starts: ``kind`` and the ``path`` (and checkpoint ``step``) to load.
-
-    kind: ``'workdir'`` | ``'resume_from'`` (an Orbax checkpoint directory; ``step`` set),
-    ``'hf'`` (a Hugging Face folder; ``step`` None) or ``'scratch'`` (``path`` None).
-    """
-
-    kind: Literal["workdir", "resume_from", "hf", "scratch"]
-    path: pathlib.Path | None = None
-    step: int | None = None
-
-
-def resolve_start(
-    workdir_ckpt_dir: str | os.PathLike,
-    resume_from: str | os.PathLike | None,
-    hf_dir: str | os.PathLike | None,
-) -> StartFrom:
-    """Decide once where a run starts. The rule, first match wins:
-
-    1. a checkpoint in this run's own checkpoint directory (``workdir_ckpt_dir``): the run was
-       interrupted and continues, whatever the other options say;
-    2. ``resume_from``: the checkpoint directory of a previous run (its latest step), or one of
-       its step folders (``<dir>/<step>``); an error naming the path if it holds no checkpoint;
-    3. ``hf_dir``: Hugging Face weights (an error naming the path if the folder is missing);
-    4. scratch (random initialisation).
-
-    Empty strings and ``None`` mean "not given". Only periodic checkpoints count, not ``best/``.
-    """
-    own_steps = checkpoint_steps(workdir_ckpt_dir)
-    if own_steps:
-        return StartFrom("workdir", pathlib.Path(workdir_ckpt_dir), own_steps[-1])
-    if resume_from:
-        path = pathlib.Path(resume_from)
-        steps = checkpoint_steps(path)
-        if steps:
-            return StartFrom("resume_from", path, steps[-1])
-        if path.name.isdigit() and int(path.name) in checkpoint_steps(path.parent):
-            return StartFrom("resume_from", path.parent, int(path.name))
-        raise FileNotFoundError(
-            f"resume_from={str(path)!r} holds no Orbax checkpoint (expected finished step "
-            "folders such as <dir>/1000, or a path to one of them)"
-        )
-    if hf_dir:
-        path = pathlib.Path(hf_dir)
-        if not path.is_dir():
-            raise FileNotFoundError(f"hf_dir={str(path)!r} is not a directory")
-        return StartFrom("hf", path)
-    return StartFrom("scratch")

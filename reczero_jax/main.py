@@ -46,20 +46,15 @@ def _user_errors() -> tuple[type[Exception], ...]:
 
 
 def run(settings) -> dict:
-    """Dispatches to the mode's ``run`` function."""
+    """Every mode is ``run(settings) -> results dict``; the training modes are lists of
+    phases run by :func:`reczero_jax.rl.run.run`."""
     if settings.mode == "generate":
-        from reczero_jax.modes import generate
-
-        return generate.run(settings)
-    if settings.mode == "baselines":
-        from reczero_jax.modes import baselines
-
-        return baselines.run(settings.data, settings.baselines, settings.workdir, settings.seed)
-    if settings.mode in ("sft", "grpo", "recone", "eval"):
-        from reczero_jax.modes import train
-
-        return train.run(settings)
-    raise AssertionError(settings.mode)  # load_settings rejects unknown modes
+        from reczero_jax.modes.generate import run as run_mode
+    elif settings.mode == "baselines":
+        from reczero_jax.modes.baselines import run as run_mode
+    else:
+        from reczero_jax.rl.run import run as run_mode
+    return run_mode(settings)
 
 
 def explain_bad_override(argv: list[str]) -> str | None:

@@ -9,13 +9,30 @@ key) and returns a :class:`Settings`. Nothing below the entry point reads the Co
 from __future__ import annotations
 
 import dataclasses
+import pathlib
 
 from reczero_jax.config_parsing import ConfigError, from_mapping
 from reczero_jax.data.data_config import BaselinesConfig, DataConfig
+from reczero_jax.model.decoder import REMAT_POLICIES
+from reczero_jax.model.params import DTYPES as DTYPE_TABLE
+from reczero_jax.rewards.grammar import PRESETS
+from reczero_jax.rl.advantages import STD_MODES
+from reczero_jax.rl.losses import AGGREGATIONS, KL_ESTIMATORS
+from reczero_jax.sampling.methods import METHODS
 
-MODES = ("generate", "baselines", "sft", "grpo", "recone", "eval")
-DTYPES = ("float32", "bfloat16")
-REMAT = ("none", "full", "dots")
+# A mode is the list of phases it runs, in order (reczero_jax/rl/run.py runs them);
+# 'generate' and 'baselines' have their own run functions and no training phase.
+MODE_PHASES: dict[str, tuple[str, ...]] = {
+    "generate": (),
+    "baselines": (),
+    "sft": ("sft", "eval"),
+    "grpo": ("grpo", "eval"),
+    "recone": ("sft", "eval", "grpo", "eval"),
+    "eval": ("eval",),
+}
+MODES = tuple(MODE_PHASES)
+DTYPES = tuple(DTYPE_TABLE)
+REMAT = tuple(REMAT_POLICIES)
 DEFAULT_BUCKETS = (64, 128, 256, 512, 1024, 2048, 4096)
 
 
@@ -106,7 +123,6 @@ class SamplingSettings:
     """Group sampling.
 
     Attributes:
-      num_samples: G, answers per prompt.
       max_new_tokens: generation budget per answer.
       method: 'sample' or 'greedy'.
       temperature / top_k / top_p: see :class:`reczero_jax.sampling.methods.Sampling`.
@@ -114,7 +130,6 @@ class SamplingSettings:
       prompt_buckets: increasing prompt lengths prompts are left-padded to.
     """
 
-    num_samples: int = 4
     max_new_tokens: int = 64
     method: str = "sample"
     temperature: float = 1.0
@@ -125,17 +140,14 @@ class SamplingSettings:
 
     def __post_init__(self):
         _require(
-            self.num_samples >= 1, "sampling.num_samples", f"must be >= 1, got {self.num_samples}"
-        )
-        _require(
             self.max_new_tokens >= 1,
             "sampling.max_new_tokens",
             f"must be >= 1, got {self.max_new_tokens}",
         )
         _require(
-            self.method in ("sample", "greedy"),
+            self.method in METHODS,
             "sampling.method",
-            f"must be 'sample' or 'greedy', got {self.method!r}",
+            f"must be one of {METHODS}, got {self.method!r}",
         )
         _require(
             self.temperature > 0, "sampling.temperature", f"must be > 0, got {self.temperature}"
@@ -172,11 +184,12 @@ class OptimSettings:
 
 @dataclasses.dataclass(frozen=True)
 class GRPOSettings:
-    """RecZero's RL stage. G is ``sampling.num_samples``; the sampling temperature is
-    ``sampling.temperature`` (the trainer's log-probs use the same one).
+    """RecZero's RL stage. The sampling temperature is ``sampling.temperature`` (the
+    trainer's log-probs use the same one).
 
     Attributes:
-      steps: rollouts (each: prompts_per_step prompts x G samples).
+      num_generations: G, answers sampled per prompt (>= 2: advantages compare them).
+      steps: rollouts (each: prompts_per_step prompts x G answers).
       prompts_per_step: B.
       epochs: mu, passes over each rollout.
       mini_batches: optimizer steps per epoch (the rollout's groups split evenly).
@@ -191,6 +204,7 @@ class GRPOSettings:
         validation examples (0: never); the best checkpoint is kept by it.
     """
 
+    num_generations: int = 8
     steps: int = 300
     prompts_per_step: int = 8
     epochs: int = 1
@@ -210,6 +224,11 @@ class GRPOSettings:
     optim: OptimSettings = OptimSettings()
 
     def __post_init__(self):
+        _require(
+            self.num_generations >= 2,
+            "grpo.num_generations",
+            f"must be >= 2 (GRPO compares the answers of a group), got {self.num_generations}",
+        )
         _require(self.steps >= 0, "grpo.steps", "must be >= 0")
         _require(self.prompts_per_step >= 1, "grpo.prompts_per_step", "must be >= 1")
         _require(self.epochs >= 1, "grpo.epochs", "must be >= 1")
@@ -225,24 +244,23 @@ class GRPOSettings:
             "grpo.micro_groups",
             f"must divide the groups per mini-batch ({per_mini})",
         )
+        for key, value, allowed in (
+            ("advantage_std", self.advantage_std, STD_MODES),
+            ("aggregation", self.aggregation, AGGREGATIONS),
+            ("kl_estimator", self.kl_estimator, KL_ESTIMATORS),
+            ("reward_preset", self.reward_preset, PRESETS),
+        ):
+            _require(value in allowed, f"grpo.{key}", f"must be one of {allowed}, got {value!r}")
+        _require(self.kl_coef >= 0, "grpo.kl_coef", f"must be >= 0, got {self.kl_coef}")
         _require(
-            self.advantage_std in ("unbiased", "population", "none"),
-            "grpo.advantage_std",
-            "must be 'unbiased', 'population' or 'none'",
+            self.entropy_coef >= 0,
+            "grpo.entropy_coef",
+            f"must be >= 0 (a bonus on entropy), got {self.entropy_coef}",
         )
-        _require(
-            self.aggregation in ("token-mean", "seq-mean-token-mean", "dr_grpo"),
-            "grpo.aggregation",
-            "must be 'token-mean', 'seq-mean-token-mean' or 'dr_grpo'",
-        )
-        _require(self.kl_estimator in ("k3", "k2"), "grpo.kl_estimator", "must be 'k3' or 'k2'")
-        _require(self.kl_coef >= 0, "grpo.kl_coef", "must be >= 0")
-        _require(
-            self.reward_preset in ("paper", "reference_code", "exact"),
-            "grpo.reward_preset",
-            "must be 'paper', 'reference_code' or 'exact'",
-        )
-        _require(self.eps_low >= 0 and self.eps_high >= 0, "grpo.eps_low", "must be >= 0")
+        _require(self.eps_low >= 0, "grpo.eps_low", f"must be >= 0, got {self.eps_low}")
+        _require(self.eps_high >= 0, "grpo.eps_high", f"must be >= 0, got {self.eps_high}")
+        _require(self.eval_every >= 0, "grpo.eval_every", "must be >= 0 (0: never)")
+        _require(self.eval_examples >= 1, "grpo.eval_examples", "must be >= 1")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -276,6 +294,8 @@ class SFTSettings:
             "sft.micro_groups",
             "must divide sft.batch_size",
         )
+        _require(self.num_traces >= 1, "sft.num_traces", "must be >= 1")
+        _require(self.max_response_tokens >= 1, "sft.max_response_tokens", "must be >= 1")
         _require(
             self.traces in ("teacher", "file", "self"),
             "sft.traces",
@@ -307,11 +327,23 @@ class EvalSettings:
 
 @dataclasses.dataclass(frozen=True)
 class CheckpointSettings:
-    """Orbax checkpoints under ``workdir/checkpoints``; resume precedence: a checkpoint in
-    the workdir > ``resume_from`` > ``model.hf_dir`` > scratch."""
+    """Orbax checkpoints under ``workdir/checkpoints/<phase>``: the latest ``max_to_keep``
+    and, for GRPO, the best by validation MAE. Where a phase's weights come from:
+    its own checkpoint in the workdir > an earlier phase of the run > ``resume_from`` >
+    ``model.hf_dir`` > scratch (``reczero_jax.rl.run.plan_phase``).
+
+    Attributes:
+      save_every: periodic checkpoint every N steps (and always at a phase's last step).
+      max_to_keep: periodic checkpoints kept (the best one is kept besides).
+      async_save: write checkpoints in the background (the last step's always waits).
+      resume_from: an Orbax checkpoint directory (or one of its step folders) whose
+        weights start the run.
+      export_hf: write the final weights as a Hugging Face folder (workdir/hf_export).
+    """
 
     save_every: int = 100
     max_to_keep: int = 2
+    async_save: bool = True
     resume_from: str = ""
     export_hf: bool = True
 
@@ -321,15 +353,34 @@ class CheckpointSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class GenerateSettings:
+    """Mode 'generate': sample answers to one prompt.
+
+    Attributes:
+      prompt: the text (must not be empty in mode 'generate').
+      system_prompt: optional system message (chat only).
+      chat: apply the tokenizer's chat template.
+      num_samples: answers to draw.
+    """
+
+    prompt: str = "Hello"
+    system_prompt: str = ""
+    chat: bool = True
+    num_samples: int = 4
+
+    def __post_init__(self):
+        _require(self.num_samples >= 1, "generate.num_samples", "must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     """The whole run.
 
     Attributes:
-      mode: what ``reczero_jax.main`` does ('generate', 'baselines').
+      mode: what ``reczero_jax.main`` does; a training mode is the list of phases in
+        ``MODE_PHASES``.
       seed: root of all randomness.
       workdir: output folder (results.json, checkpoints, logs).
-      prompt / system_prompt / chat: the text for mode 'generate'; ``chat`` applies the
-        tokenizer's chat template.
     """
 
     mode: str = "generate"
@@ -338,9 +389,7 @@ class Settings:
     model: ModelSettings = ModelSettings()
     mesh: MeshSettings = MeshSettings()
     sampling: SamplingSettings = SamplingSettings()
-    prompt: str = ""
-    system_prompt: str = ""
-    chat: bool = True
+    generate: GenerateSettings = GenerateSettings()
     data: DataConfig = DataConfig()
     baselines: BaselinesConfig = BaselinesConfig()
     sft: SFTSettings = SFTSettings()
@@ -348,12 +397,22 @@ class Settings:
     eval: EvalSettings = EvalSettings()
     checkpoint: CheckpointSettings = CheckpointSettings()
 
+    @property
+    def phases(self) -> tuple[str, ...]:
+        return MODE_PHASES[self.mode]
+
     def __post_init__(self):
+        """Rules that combine sections (each section checks its own values)."""
         _require(self.mode in MODES, "mode", f"must be one of {MODES}, got {self.mode!r}")
         _require(
-            self.mode != "baselines" or bool(self.workdir),
+            self.mode == "generate" or bool(self.workdir),
             "workdir",
-            "mode 'baselines' writes results.json there; set --config.workdir=DIR",
+            f"mode {self.mode!r} writes results (and checkpoints) there; set --config.workdir=DIR",
+        )
+        _require(
+            self.mode != "generate" or bool(self.generate.prompt),
+            "generate.prompt",
+            'mode "generate" needs a prompt (--config.generate.prompt="...")',
         )
         _require(
             self.data.prompt.max_prompt_tokens <= self.sampling.prompt_buckets[-1],
@@ -361,16 +420,64 @@ class Settings:
             f"{self.data.prompt.max_prompt_tokens} exceeds the largest of "
             f"sampling.prompt_buckets ({self.sampling.prompt_buckets[-1]})",
         )
-        _require(
-            self.mode in ("generate", "baselines") or bool(self.workdir),
-            "workdir",
-            f"mode {self.mode!r} writes checkpoints and results there; set --config.workdir=DIR",
-        )
+        if self.mode == "eval":
+            _require(
+                bool(self.checkpoint.resume_from or self.model.hf_dir),
+                "checkpoint.resume_from",
+                "mode 'eval' evaluates given weights: set checkpoint.resume_from (an Orbax "
+                "checkpoint) or model.hf_dir (a Hugging Face folder)",
+            )
+        if "sft" in self.phases:
+            _require(
+                self.sft.traces != "teacher" or self.data.source == "synthetic",
+                "sft.traces",
+                "'teacher' needs data.source='synthetic' (the teacher reads the world); "
+                "use sft.traces='file' or 'self' for real data",
+            )
+            _require(
+                self.sft.traces != "file" or pathlib.Path(self.sft.traces_path).is_file(),
+                "sft.traces_path",
+                f"{self.sft.traces_path!r} is not a file (sft.traces='file' reads JSONL traces)",
+            )
+
+    def check_devices(self, num_devices: int) -> None:
+        """Rules that need the device count: the mesh fits, and every batch that is split
+        over the mesh's batch shards (data x fsdp) divides by them."""
+        from reczero_jax.sharding import ShardingError, resolve_mesh_shape
+
+        try:
+            data, fsdp, _ = resolve_mesh_shape(self.mesh.shape, num_devices)
+        except ShardingError as e:
+            raise ConfigError(f"config.mesh.shape: {e}") from None
+        shards = data * fsdp
+        sizes = {"eval.batch_size": self.eval.batch_size}
+        if "sft" in self.phases:
+            sizes["sft.batch_size"] = self.sft.batch_size
+        if "grpo" in self.phases:
+            sizes["grpo.prompts_per_step"] = self.grpo.prompts_per_step
+            per_mini = self.grpo.prompts_per_step // self.grpo.mini_batches
+            sizes["grpo.mini_batches"] = per_mini
+        for key, size in sizes.items():
+            what = "groups per mini-batch" if key == "grpo.mini_batches" else "size"
+            _require(
+                size % shards == 0,
+                key,
+                f"the {what} {size} must be a multiple of the mesh's batch shards "
+                f"(data x fsdp = {shards})",
+            )
 
 
-def load_settings(config) -> Settings:
-    """Validates a ConfigDict (or any nested mapping) into :class:`Settings`."""
-    return from_mapping(Settings, config, "config")
+def load_settings(config, num_devices: int | None = None) -> Settings:
+    """Validates a ConfigDict (or any nested mapping) into :class:`Settings`, including the
+    rules that need the device count (``num_devices``; default: ``jax.device_count()``)."""
+    settings = from_mapping(Settings, config, "config")
+    if settings.mode not in ("generate", "baselines"):
+        if num_devices is None:
+            import jax
+
+            num_devices = jax.device_count()
+        settings.check_devices(num_devices)
+    return settings
 
 
 def default_config():

@@ -58,6 +58,28 @@ class ShardingError(ValueError):
     """A mesh or a sharding that cannot work (bad shape, indivisible dimension)."""
 
 
+def resolve_mesh_shape(shape: Sequence[int], num_devices: int) -> tuple[int, int, int]:
+    """The (data, fsdp, tensor) sizes of ``shape`` on ``num_devices`` devices, with the one
+    allowed -1 replaced by "all remaining devices". Raises ShardingError on a bad shape."""
+    shape = [int(s) for s in shape]
+    if len(shape) != 3:
+        raise ShardingError(f"mesh.shape needs 3 sizes (data, fsdp, tensor), got {shape}")
+    if shape.count(-1) > 1 or any(s == 0 or s < -1 for s in shape):
+        raise ShardingError(f"mesh.shape {shape}: sizes must be positive, at most one -1")
+    known = math.prod(s for s in shape if s != -1)
+    if -1 in shape:
+        if num_devices % known:
+            raise ShardingError(
+                f"mesh.shape {shape}: {num_devices} devices are not divisible by {known}"
+            )
+        shape[shape.index(-1)] = num_devices // known
+    if math.prod(shape) > num_devices:
+        raise ShardingError(
+            f"mesh.shape {shape} needs {math.prod(shape)} devices but {num_devices} are present"
+        )
+    return tuple(shape)
+
+
 def make_mesh(shape: Sequence[int], devices: Sequence[jax.Device] | None = None) -> Mesh:
     """Builds a ('data', 'fsdp', 'tensor') mesh.
 
@@ -67,22 +89,7 @@ def make_mesh(shape: Sequence[int], devices: Sequence[jax.Device] | None = None)
       devices: the devices to use (default: all devices, in `jax.devices()` order).
     """
     devices = list(jax.devices() if devices is None else devices)
-    shape = [int(s) for s in shape]
-    if len(shape) != 3:
-        raise ShardingError(f"mesh.shape needs 3 sizes (data, fsdp, tensor), got {shape}")
-    if shape.count(-1) > 1 or any(s == 0 or s < -1 for s in shape):
-        raise ShardingError(f"mesh.shape {shape}: sizes must be positive, at most one -1")
-    known = math.prod(s for s in shape if s != -1)
-    if -1 in shape:
-        if len(devices) % known:
-            raise ShardingError(
-                f"mesh.shape {shape}: {len(devices)} devices are not divisible by {known}"
-            )
-        shape[shape.index(-1)] = len(devices) // known
-    if math.prod(shape) > len(devices):
-        raise ShardingError(
-            f"mesh.shape {shape} needs {math.prod(shape)} devices but {len(devices)} are present"
-        )
+    shape = resolve_mesh_shape(shape, len(devices))
     devices = devices[: math.prod(shape)]  # a smaller mesh uses the first devices
     device_array = np.asarray(devices, dtype=object).reshape(shape)
     return Mesh(device_array, MESH_AXES)

@@ -1,4 +1,7 @@
-"""Checkpointer: bitwise round trips (1 device, 8-device mesh, other meshes), policies, resume."""
+"""Checkpointer: bitwise round trips (1 device, 8-device mesh, other meshes), keeping the
+latest N and the best K by a metric in one Orbax manager, async saves, resume."""
+
+import math
 
 import jax
 import jax.numpy as jnp
@@ -10,9 +13,7 @@ from jax.sharding import PartitionSpec as P
 
 from reczero_jax.checkpointing import (
     Checkpointer,
-    StartFrom,
     checkpoint_steps,
-    resolve_start,
     restore_checkpoint,
 )
 
@@ -88,7 +89,7 @@ def test_round_trip_one_device(tmp_path, rng_kind):
     state = _place(_state(rng_kind), None)
     meta = {"data_position": 17, "metrics": {"train/loss": 0.25}}
     with Checkpointer(tmp_path / "ckpt", save_every=1) as ckpt:
-        assert ckpt.maybe_save(1, state, meta)
+        assert ckpt.save(1, state, meta)
         assert ckpt.latest_step() == 1
         restored, got_meta = ckpt.restore(1, _abstract(state, None))
     _assert_bitwise_equal(state, restored)
@@ -103,7 +104,7 @@ def test_round_trip_8_device_mesh_and_other_mesh_shapes(tmp_path):
     state = _place(_state(), mesh)
     assert state["params"]["dense"]["kernel"].sharding.spec == P("fsdp", "tensor")
     with Checkpointer(tmp_path / "ckpt", save_every=1) as ckpt:
-        ckpt.maybe_save(1, state, {}, force=True)
+        ckpt.save(1, state, {}, force=True)
         for shape in [(2, 2, 2), (1, 4, 2), (8, 1, 1)]:
             target = _abstract(state, _mesh(shape))
             restored, _ = ckpt.restore(1, target)
@@ -122,7 +123,7 @@ def test_restore_onto_concrete_arrays(tmp_path):
         state,
     )
     with Checkpointer(tmp_path, save_every=1) as ckpt:
-        ckpt.maybe_save(1, state, {})
+        ckpt.save(1, state, {})
         restored, _ = ckpt.restore(1, zeros)
     _assert_bitwise_equal(state, restored)
     _assert_shardings(restored, zeros)
@@ -133,83 +134,186 @@ def test_restore_errors(tmp_path):
     with Checkpointer(tmp_path, save_every=1) as ckpt:
         with pytest.raises(FileNotFoundError, match="no checkpoint"):
             ckpt.restore(None, state)
-        ckpt.maybe_save(2, state, {})
+        ckpt.save(2, state, {})
         with pytest.raises(FileNotFoundError, match=r"step 3 .*available: \[2\]"):
             ckpt.restore(3, state)
         no_sharding = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
         with pytest.raises(ValueError, match=r"restore target \[.*without a sharding"):
             ckpt.restore(2, no_sharding)
+    with pytest.raises(ValueError, match="closed"):
+        ckpt.save(3, state, {})
 
 
-def test_save_every_force_and_repeated_step(tmp_path):
+def test_save_every_metrics_force_and_repeated_step(tmp_path):
     state = {"x": jnp.arange(3.0)}
-    with Checkpointer(tmp_path, save_every=2, max_to_keep=10) as ckpt:
+    with Checkpointer(tmp_path, save_every=2, keep_latest=10, async_save=False) as ckpt:
         assert ckpt.latest_step() is None
-        saved = [s for s in range(1, 6) if ckpt.maybe_save(s, state, {})]
+        saved = [s for s in range(1, 6) if ckpt.save(s, state, {})]
         assert saved == [2, 4]
-        assert checkpoint_steps(tmp_path) == [2, 4]  # on disk when maybe_save returns
-        assert ckpt.maybe_save(5, state, {}, force=True)
-        assert not ckpt.maybe_save(4, state, {})  # already saved (e.g. the step just restored)
-        assert ckpt.all_steps() == [2, 4, 5]
-    with pytest.raises(ValueError, match="save_every"):
-        Checkpointer(tmp_path, save_every=0)
+        assert checkpoint_steps(tmp_path) == [2, 4]  # synchronous: on disk when save returns
+        assert ckpt.save(5, state, {}, metrics={"eval/mae": 1.0})  # an evaluation step
+        assert ckpt.save(7, state, {}, force=True)
+        # Already saved (e.g. the step just restored): skipped, with or without metrics.
+        assert not ckpt.save(4, state, {})
+        assert not ckpt.save(4, state, {}, metrics={"eval/mae": 0.5})
+        assert not ckpt.save(7, state, {}, force=True)
+        assert ckpt.all_steps() == [2, 4, 5, 7]
+        assert ckpt.latest_step() == 7
+        assert ckpt.best_step() is None  # best_metric not set
+    for bad in [
+        {"save_every": 0},
+        {"save_every": 1, "keep_latest": 0},
+        {"save_every": 1, "keep_best": 0},
+        {"save_every": 1.5},
+    ]:
+        with pytest.raises(ValueError, match=r"must be an int >= 1"):
+            Checkpointer(tmp_path, **bad)
+    with pytest.raises(ValueError, match="best_mode"):
+        Checkpointer(tmp_path, save_every=1, best_mode="median")
 
 
-def test_async_save_survives_donation_and_completes_on_close(tmp_path):
+def test_async_save_survives_donation_and_forced_save_is_on_disk(tmp_path):
     state = {"x": jnp.arange(1000.0), "rng": jax.random.key(7)}
     expected = jax.tree.map(lambda x: x.copy(), state)
-    ckpt = Checkpointer(tmp_path, save_every=1, async_save=True)
-    assert ckpt.maybe_save(1, state, {"k": 1})
+    ckpt = Checkpointer(tmp_path, save_every=1)  # async_save=True is the default
+    assert ckpt.save(1, state, {"k": 1})
     state["x"].delete()  # as if donated to the next train step
+    # A forced save (the last step) returns only once its checkpoint is complete on disk.
+    big = {"x": jnp.arange(4_000_000, dtype=jnp.float32), "rng": jax.random.key(8)}
+    assert ckpt.save(2, big, {"k": 2}, force=True)
+    assert checkpoint_steps(tmp_path) == [1, 2]
+    assert not [p.name for p in tmp_path.iterdir() if "tmp" in p.name]
+    assert ckpt.save(3, {"x": jnp.zeros(1000), "rng": jax.random.key(9)}, {"k": 3})
+    ckpt.close()  # waits for the pending save of step 3
     ckpt.close()
-    ckpt.close()
+    assert checkpoint_steps(tmp_path) == [2, 3]  # keep_latest=2
+    with pytest.raises(FileNotFoundError, match="step 1"):
+        restore_checkpoint(tmp_path, 1, expected)
+    restored, meta = restore_checkpoint(tmp_path, 2, big)
+    _assert_bitwise_equal(big, restored)
+    assert meta == {"k": 2, "step": 2}
+
+
+def test_async_save_then_donation_restores_the_saved_values(tmp_path):
+    state = {"x": jnp.arange(1000.0), "rng": jax.random.key(7)}
+    expected = jax.tree.map(lambda x: x.copy(), state)
+    with Checkpointer(tmp_path, save_every=1, async_save=True) as ckpt:
+        assert ckpt.save(1, state, {"k": 1})
+        state["x"].delete()  # as if donated to the next train step
     restored, meta = restore_checkpoint(tmp_path, None, expected)
     _assert_bitwise_equal(expected, restored)
     assert meta == {"k": 1, "step": 1}
 
 
-def test_max_to_keep(tmp_path):
-    with Checkpointer(tmp_path, save_every=1, max_to_keep=2) as ckpt:
+def test_keep_latest(tmp_path):
+    with Checkpointer(tmp_path, save_every=1, keep_latest=2) as ckpt:
         for s in range(1, 5):
-            ckpt.maybe_save(s, {"x": jnp.full(2, float(s))}, {})
+            ckpt.save(s, {"x": jnp.full(2, float(s))}, {})
         assert ckpt.all_steps() == [3, 4]
         restored, meta = ckpt.restore(4, {"x": jnp.zeros(2)})
+    assert checkpoint_steps(tmp_path) == [3, 4]
     assert meta["step"] == 4 and np.array_equal(restored["x"], [4.0, 4.0])
 
 
-def test_best_checkpoint_replaced_only_on_improvement(tmp_path):
-    def st(v):
-        return {"x": jnp.full(2, v)}
-
-    target = st(0.0)
-    with Checkpointer(tmp_path, save_every=100) as ckpt:
-        assert ckpt.best_value is None
-        assert ckpt.save_best(1, st(1.0), {"eval/mae": 1.0}, 1.0)
-        assert not ckpt.save_best(2, st(2.0), {}, 1.5)  # worse: kept
-        assert not ckpt.save_best(3, st(3.0), {}, float("nan"))
-        assert ckpt.restore_best(target)[0]["x"][0] == 1.0
-        assert ckpt.save_best(4, st(4.0), {}, np.float32(0.5))  # better: replaced
-        assert sorted(p.name for p in ckpt.best_dir.iterdir()) == ["4"]
-        assert ckpt.all_steps() == []  # best checkpoints are not periodic ones
-    with Checkpointer(tmp_path, save_every=100) as resumed:  # the best value survives a restart
-        assert (resumed.best_value, resumed.best_step) == (0.5, 4)
-        assert not resumed.save_best(5, st(5.0), {}, 0.7)
-        state, meta = resumed.restore_best(target)
-        assert state["x"][0] == 4.0
-        assert meta["best_metric"] == {"name": "eval/mae", "value": 0.5, "mode": "min"}
-        assert resumed.save_best(3, st(3.0), {}, 0.25)  # an older step may still be better
-        assert [p.name for p in resumed.best_dir.iterdir()] == ["3"]
-    with pytest.raises(ValueError, match="best_metric"):
-        Checkpointer(tmp_path, save_every=1, best_metric="eval/rmse")
+def _st(v):
+    return {"x": jnp.full(2, float(v))}
 
 
-def test_best_mode_max_and_disabled(tmp_path):
-    with Checkpointer(tmp_path / "a", save_every=1, best_metric="eval/acc", best_mode="max") as c:
-        assert c.save_best(1, {"x": jnp.zeros(1)}, {}, 0.5)
-        assert c.is_improvement(0.6) and not c.is_improvement(0.4)
-    off = Checkpointer(tmp_path / "b", save_every=1, best_metric=None)
-    with off as c, pytest.raises(ValueError, match="best_metric"):
-        c.save_best(1, {"x": jnp.zeros(1)}, {}, 0.5)
+def test_best_kept_although_older_than_the_latest(tmp_path):
+    target = _st(0)
+    kw = {"save_every": 2, "keep_latest": 1, "best_metric": "eval/mae"}
+    with Checkpointer(tmp_path, **kw) as ckpt:
+        assert ckpt.best_step() is None
+        assert ckpt.save(2, _st(2), {}, metrics={"eval/mae": 0.3, "eval/acc": 0.1})
+        assert ckpt.save(4, _st(4), {}, metrics={"eval/mae": np.float32(0.5)})
+        assert ckpt.save(6, _st(6), {}, metrics={"eval/mae": 0.4})
+        assert ckpt.all_steps() == [2, 6]
+        assert checkpoint_steps(tmp_path) == [2, 6]
+        assert ckpt.best_step() == 2
+        state, meta = ckpt.restore(ckpt.best_step(), target)
+        assert state["x"][0] == 2.0 and meta["step"] == 2
+        assert ckpt.latest_step() == 6
+        # A better one replaces the old best; the latest is that same step.
+        assert ckpt.save(8, _st(8), {}, metrics={"eval/mae": 0.1})
+        assert ckpt.all_steps() == [8]
+        assert ckpt.best_step() == 8
+
+
+def test_keep_best_several_and_mode_max(tmp_path):
+    kw = {"save_every": 1, "keep_latest": 1, "best_metric": "eval/acc", "best_mode": "max"}
+    with Checkpointer(tmp_path, keep_best=2, **kw) as ckpt:
+        for step, acc in [(1, 0.5), (2, 0.9), (3, 0.7), (4, 0.6), (5, 0.2)]:
+            ckpt.save(step, _st(step), {}, metrics={"eval/acc": acc})
+        assert ckpt.all_steps() == [2, 3, 5]  # the best two by max, and the latest
+        assert ckpt.best_step() == 2
+    with Checkpointer(tmp_path / "min", **{**kw, "best_mode": "min"}) as ckpt:
+        for step, acc in [(1, 0.5), (2, 0.9), (3, 0.7)]:
+            ckpt.save(step, _st(step), {}, metrics={"eval/acc": acc})
+        assert ckpt.all_steps() == [1, 3] and ckpt.best_step() == 1
+
+
+def test_equal_metrics_best_is_the_newest_the_one_kept(tmp_path):
+    with Checkpointer(tmp_path, save_every=1, keep_latest=2, best_metric="m") as ckpt:
+        ckpt.save(1, _st(1), {}, metrics={"m": 0.3})
+        ckpt.save(2, _st(2), {}, metrics={"m": 0.3})
+        assert ckpt.best_step() == 2
+        ckpt.save(3, _st(3), {})
+        ckpt.save(4, _st(4), {})
+        assert ckpt.all_steps() == [2, 3, 4]  # BestN keeps the newer of equal values
+        assert ckpt.best_step() == 2
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, "missing"])
+def test_non_finite_or_missing_metric_is_never_best(tmp_path, bad):
+    metrics = {"other": 1.0} if bad == "missing" else {"eval/mae": np.float32(bad)}
+    with Checkpointer(tmp_path, save_every=1, keep_latest=1, best_metric="eval/mae") as ckpt:
+        assert ckpt.save(1, _st(1), {}, metrics=metrics)
+        assert ckpt.best_step() is None
+        ckpt.save(2, _st(2), {})
+        assert ckpt.all_steps() == [2]  # not kept as a best either
+        ckpt.save(3, _st(3), {}, metrics={"eval/mae": 0.5})
+        ckpt.save(4, _st(4), {}, metrics=metrics)
+        ckpt.save(5, _st(5), {})
+        assert ckpt.all_steps() == [3, 5]
+        assert ckpt.best_step() == 3
+
+
+def test_saves_without_metrics_are_never_best(tmp_path):
+    with Checkpointer(tmp_path, save_every=1, keep_latest=2, best_metric="eval/mae") as ckpt:
+        for s in range(1, 5):
+            ckpt.save(s, _st(s), {})
+        assert ckpt.all_steps() == [3, 4]  # BestN does not keep them: LatestN decides
+        assert ckpt.best_step() is None
+        ckpt.save(5, _st(5), {}, metrics={"eval/mae": 2.0})
+        for s in range(6, 9):
+            ckpt.save(s, _st(s), {})
+        assert ckpt.all_steps() == [5, 7, 8]
+        assert ckpt.best_step() == 5
+
+
+def test_best_record_survives_reopening(tmp_path):
+    kw = {"save_every": 2, "keep_latest": 1, "best_metric": "eval/mae"}
+    with Checkpointer(tmp_path, **kw) as ckpt:
+        ckpt.save(2, _st(2), {}, metrics={"eval/mae": 0.3})
+        ckpt.save(4, _st(4), {}, metrics={"eval/mae": 0.5})
+    with Checkpointer(tmp_path, **kw) as ckpt:
+        assert ckpt.all_steps() == [2, 4]
+        assert ckpt.best_step() == 2
+        # Orbax's BestN knows the reloaded metrics: step 2 outlives newer, worse steps.
+        ckpt.save(6, _st(6), {})
+        ckpt.save(8, _st(8), {}, metrics={"eval/mae": 0.6})
+        assert ckpt.all_steps() == [2, 8]
+        assert ckpt.best_step() == 2
+    with Checkpointer(tmp_path, **{**kw, "best_mode": "max"}) as ckpt:
+        assert ckpt.best_step() == 8  # the records are values, read with this run's mode
+    with Checkpointer(tmp_path, **{**kw, "best_metric": None}) as ckpt:
+        assert ckpt.best_step() is None
+        ckpt.save(10, _st(10), {}, metrics={"eval/mae": 0.1})  # recorded, not ranked
+        assert ckpt.all_steps() == [10]
+    with Checkpointer(tmp_path, **kw) as ckpt:
+        assert ckpt.best_step() == 10
+        ckpt.save(12, _st(12), {})
+        assert ckpt.all_steps() == [10, 12]
 
 
 def test_meta_round_trip_with_nested_config(tmp_path):
@@ -220,7 +324,7 @@ def test_meta_round_trip_with_nested_config(tmp_path):
     }
     meta = {"config": config, "data_position": 1234, "metrics": {"eval/mae": np.float32(0.75)}}
     with Checkpointer(tmp_path, save_every=1) as ckpt:
-        ckpt.maybe_save(7, {"x": jnp.zeros(1)}, meta)
+        ckpt.save(7, {"x": jnp.zeros(1)}, meta)
         _, got = ckpt.restore(7, {"x": jnp.zeros(1)})
     expected = {
         "config": {**config, "data": {"splits": ["train", "valid"], "seed": 3}},
@@ -230,32 +334,9 @@ def test_meta_round_trip_with_nested_config(tmp_path):
     }
     assert got == expected
     bad = Checkpointer(tmp_path / "bad", save_every=1)
-    with bad as ckpt, pytest.raises(TypeError, match=r"meta\['config'\]\['f'\]"):
-        ckpt.maybe_save(1, {"x": jnp.zeros(1)}, {"config": {"f": object()}})
-
-
-def test_resolve_start_precedence(tmp_path):
-    own, prev, hf = tmp_path / "run/ckpt", tmp_path / "prev/ckpt", tmp_path / "hf"
-    hf.mkdir()
-    state = {"x": jnp.zeros(1)}
-    assert resolve_start(own, "", "") == StartFrom("scratch")
-    assert resolve_start(own, None, hf) == StartFrom("hf", hf)
-    with pytest.raises(FileNotFoundError, match="hf_dir=.*nope"):
-        resolve_start(own, "", tmp_path / "nope")
-    with pytest.raises(FileNotFoundError, match=f"resume_from='{prev}'"):
-        resolve_start(own, str(prev), hf)
-    with Checkpointer(prev, save_every=1) as c:
-        c.maybe_save(3, state, {})
-        c.maybe_save(6, state, {})
-    assert resolve_start(own, str(prev), hf) == StartFrom("resume_from", prev, 6)
-    assert resolve_start(own, prev / "3", hf) == StartFrom("resume_from", prev, 3)
-    _, meta = restore_checkpoint(prev, 3, state)
-    assert meta["step"] == 3
-    with Checkpointer(own, save_every=1) as c:
-        c.save_best(1, state, {}, 0.1)  # a best checkpoint alone is not a resume point
-    assert resolve_start(own, str(prev), hf).kind == "resume_from"
-    with Checkpointer(own, save_every=1) as c:
-        c.maybe_save(2, state, {})
-    assert resolve_start(own, str(prev), hf) == StartFrom("workdir", own, 2)
-    # An existing workdir checkpoint wins even over a bad resume_from.
-    assert resolve_start(own, tmp_path / "missing", "").kind == "workdir"
+    with bad as ckpt:
+        with pytest.raises(TypeError, match=r"meta\['config'\]\['f'\]"):
+            ckpt.save(1, {"x": jnp.zeros(1)}, {"config": {"f": object()}})
+        with pytest.raises(TypeError, match=r"metrics\['m'\]"):
+            ckpt.save(2, {"x": jnp.zeros(1)}, {}, metrics={"m": object()})
+        assert ckpt.all_steps() == []

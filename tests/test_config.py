@@ -23,9 +23,15 @@ def _config_module(name):
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.py")), ids=lambda p: p.stem)
-def test_every_config_file_validates(path):
+def test_every_config_file_validates(path, tmp_path):
     module = _config_module(path.stem)
-    settings = load_settings(module.get_config())
+    config = module.get_config()
+    if (
+        "sft" in config and config.sft.traces == "file"
+    ):  # a launch config whose traces file the user names
+        config.sft.traces_path = str(tmp_path / "traces.jsonl")
+        (tmp_path / "traces.jsonl").write_text("")
+    settings = load_settings(config, num_devices=8)
     assert isinstance(settings, Settings)
     assert module.__doc__.lstrip().startswith("python -m reczero_jax.main") or (
         "python -m reczero_jax.main" in module.__doc__
@@ -58,16 +64,16 @@ def test_bad_values_name_the_key(mutate, message):
 
 def test_wrong_types_name_the_key():
     config = default_config().to_dict()
-    config["sampling"]["num_samples"] = "four"
-    with pytest.raises(ConfigError, match=r"config\.sampling\.num_samples: expected int"):
+    config["grpo"]["num_generations"] = "four"
+    with pytest.raises(ConfigError, match=r"config\.grpo\.num_generations: expected int"):
         load_settings(config)
     config = default_config().to_dict()
     config["mesh"]["shape"] = (1, 2)
     with pytest.raises(ConfigError, match=r"config\.mesh\.shape: expected 3 values"):
         load_settings(config)
     config = default_config().to_dict()
-    config["chat"] = 1
-    with pytest.raises(ConfigError, match=r"config\.chat: expected bool"):
+    config["generate"]["chat"] = 1
+    with pytest.raises(ConfigError, match=r"config\.generate\.chat: expected bool"):
         load_settings(config)
 
 
@@ -87,3 +93,80 @@ def test_converter_accepts_ints_for_floats_and_lists_for_tuples():
 
     out = from_mapping(Section, ml_collections.ConfigDict({"x": 2, "xs": [1, 2]}))
     assert out == Section(2.0, (1, 2))
+
+
+def _training(mode="recone", workdir="/tmp/unused", **sections):
+    config = default_config()
+    config.mode = mode
+    config.workdir = workdir
+    for section, values in sections.items():
+        getattr(config, section).update(values)
+    return config
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        # G >= 2 for GRPO, always
+        (_training(grpo={"num_generations": 1}), r"config\.grpo\.num_generations: must be >= 2"),
+        (_training(grpo={"entropy_coef": -0.1}), r"config\.grpo\.entropy_coef: must be >= 0"),
+        (_training(grpo={"kl_estimator": "k1"}), r"config\.grpo\.kl_estimator: must be one of"),
+        (_training(grpo={"aggregation": "sum"}), r"config\.grpo\.aggregation: must be one of"),
+        (_training(grpo={"advantage_std": "x"}), r"config\.grpo\.advantage_std: must be one of"),
+        (_training(grpo={"reward_preset": "x"}), r"config\.grpo\.reward_preset: must be one of"),
+        # traces 'teacher' only on the synthetic source (in a mode with a cold start)
+        (
+            _training(data={"source": "amazon2014", "path": "/x.json.gz"}),
+            r"config\.sft\.traces: 'teacher' needs data\.source='synthetic'",
+        ),
+        # a traces file that exists
+        (
+            _training(sft={"traces": "file", "traces_path": "/nope/traces.jsonl"}),
+            r"config\.sft\.traces_path: '/nope/traces\.jsonl' is not a file",
+        ),
+        # a mode's required keys
+        (_training(mode="eval"), r"config\.checkpoint\.resume_from: mode 'eval' evaluates"),
+        (_training(mode="grpo", workdir=""), r"config\.workdir: mode 'grpo' writes"),
+        (
+            _training(mode="generate", generate={"prompt": ""}),
+            r"config\.generate\.prompt: mode \"generate\" needs a prompt",
+        ),
+    ],
+)
+def test_rules_across_sections_name_the_key(config, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings(config, num_devices=1)
+
+
+def test_the_teacher_rule_holds_only_in_modes_with_a_cold_start():
+    real = {"source": "amazon2014", "path": "/x.json.gz"}
+    assert load_settings(_training(mode="grpo", data=real), num_devices=1).sft.traces == "teacher"
+
+
+@pytest.mark.parametrize(
+    "sections, message",
+    [
+        ({"sft": {"batch_size": 12}}, r"config\.sft\.batch_size: the size 12 must be a multiple"),
+        ({"eval": {"batch_size": 4}}, r"config\.eval\.batch_size: the size 4 must be a multiple"),
+        ({"grpo": {"prompts_per_step": 4}}, r"config\.grpo\.prompts_per_step"),
+        (
+            {"grpo": {"prompts_per_step": 16, "mini_batches": 4}},
+            r"config\.grpo\.mini_batches: the groups per mini-batch 4 must be a multiple .* = 8",
+        ),
+        ({"mesh": {"shape": (1, 16, 1)}}, r"config\.mesh\.shape: .*needs 16 devices"),
+        ({"mesh": {"shape": (3, -1, 1)}}, r"config\.mesh\.shape: .*not divisible by 3"),
+    ],
+)
+def test_batch_sizes_must_divide_by_the_batch_shards(sections, message):
+    config = _training(**sections)
+    config.mesh.shape = config.mesh.shape if "mesh" in sections else (1, -1, 1)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(config, num_devices=8)
+
+
+def test_batch_shards_use_the_mesh_not_the_device_count():
+    config = _training(sft={"batch_size": 12}, eval={"batch_size": 6})
+    config.mesh.shape = (1, 2, 4)  # 2 batch shards, 4-way tensor parallel
+    config.grpo.prompts_per_step = 8
+    settings = load_settings(config, num_devices=8)
+    assert settings.phases == ("sft", "eval", "grpo", "eval")

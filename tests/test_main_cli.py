@@ -29,13 +29,14 @@ def test_generate_prints_g_samples_of_a_tiny_offline_model(tmp_path):
     result = _run(
         "--config=configs/generate.py",
         f"--config.workdir={tmp_path}",
-        "--config.sampling.num_samples=3",
+        "--config.generate.num_samples=3",
         "--config.sampling.max_new_tokens=8",
-        "--config.prompt=Hello there",
+        "--config.generate.prompt=Hello there",
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("--- sample ") == 3
-    assert (tmp_path / "tiny_model" / "config.json").is_file()
+    assert "weights: scratch" in result.stdout
+    assert (tmp_path / "tokenizer" / "tokenizer.json").is_file()
 
 
 @pytest.mark.parametrize(
@@ -45,7 +46,8 @@ def test_generate_prints_g_samples_of_a_tiny_offline_model(tmp_path):
         ("--config.sampling.top_k=abc", "top_k"),
         ("--config.sampling.top_p=2.0", "config.sampling.top_p: must be in (0, 1]"),
         ("--config.mesh.shape=(1,1,8)", "config.mesh.shape"),
-        ("--config.model.hf_dir=/does/not/exist", "/does/not/exist/config.json does not exist"),
+        ("--config.model.hf_dir=/does/not/exist", "/does/not/exist"),
+        ("--config.generate.prompt=", 'config.generate.prompt: mode "generate" needs a prompt'),
     ],
 )
 def test_bad_input_gets_one_line_error(override, message, tmp_path):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from reczero_jax.rewards.grammar import FORMATS
+
 SOURCES = (
     "synthetic",
     "amazon2014",
@@ -20,7 +22,7 @@ SOURCES = (
 )
 SPLITS = ("leave_last_out", "global_time")
 PROMPT_MODES = ("chat", "raw")
-PROMPT_VARIANTS = ("four_step", "rating_only", "single_think")
+PROMPT_VARIANTS = tuple(FORMATS)  # the answer formats the reward grammar knows
 
 
 def _check(ok: bool, field: str, message: str) -> None:

@@ -18,6 +18,8 @@ from reczero_jax import sharding
 from reczero_jax.model.decoder import Decoder
 from reczero_jax.model.model_config import ModelConfig
 
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}  # config name -> dtype
+
 
 def _init_fn(config: ModelConfig, param_dtype):
     model = Decoder(config, param_dtype=param_dtype)

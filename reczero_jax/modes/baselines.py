@@ -1,14 +1,5 @@
-"""The 'baselines' mode: classical rating predictors on the test examples.
-
-Every predictor is fitted on the TRAIN ratings (MF early-stops on the VALIDATION
-ratings) and scored on the test examples that survive the history filters, i.e. the
-same targets the LLM is evaluated on, with ``reczero_jax.metrics``.
-
-Predictors: global_mean, user_mean, item_mean, bias (mu + b_u + b_i), mf (biased MF);
-and three that read only the prompt's numbers: history_user_avg, history_item_avg and
-teacher = round((user_avg_rating + item_avg_rating) / 2). The synthetic source adds
-bayes_optimal, the expected floor given the world's latents.
-"""
+"""Mode 'baselines': the classical rating predictors on the test examples
+(:mod:`reczero_jax.baselines.evaluate`), printed and written to ``workdir/results.json``."""
 
 from __future__ import annotations
 
@@ -16,70 +7,9 @@ import json
 import pathlib
 import time
 
-import numpy as np
-
-from reczero_jax import metrics
-from reczero_jax.baselines import BiasModel, MeanModel, fit_mf
-from reczero_jax.data.data_config import BaselinesConfig, DataConfig
-from reczero_jax.data.loader import LoadedData, load_data
-from reczero_jax.data.splits import TRAIN, VALID
-from reczero_jax.data.synthetic import bayes_floor
-from reczero_jax.data.teacher import teacher_rating
-
-
-def _index(ids: np.ndarray, keys: list[str]) -> np.ndarray:
-    lookup = {k: n for n, k in enumerate(ids)}
-    return np.array([lookup.get(k, -1) for k in keys], dtype=np.int64)
-
-
-def evaluate_baselines(data: LoadedData, cfg: BaselinesConfig, seed: int) -> dict:
-    """{name: {'mae', 'rmse'}} on data.examples['test'] (see the module docstring)."""
-    r = data.source.ratings
-    tr, va = data.split == TRAIN, data.split == VALID
-    test = data.examples["test"]
-    target = np.array([e.rating for e in test])
-    # Training-set user / item indices (-1 where the id never occurs in train).
-    tr_users, tr_items = set(r.user[tr].tolist()), set(r.item[tr].tolist())
-    u = _index(r.user_ids, [e.user_id for e in test])
-    i = _index(r.item_ids, [e.item_id for e in test])
-    u = np.where(np.isin(u, list(tr_users)), u, -1)
-    i = np.where(np.isin(i, list(tr_items)), i, -1)
-
-    train = (r.user[tr], r.item[tr], r.rating[tr])
-    means = MeanModel.fit(*train, r.num_users, r.num_items)
-    bias = BiasModel.fit(*train, r.num_users, r.num_items, cfg.bias_l2, cfg.bias_sweeps)
-    mf = fit_mf(
-        train,
-        (r.user[va], r.item[va], r.rating[va]),
-        r.num_users,
-        r.num_items,
-        dim=cfg.mf_dim,
-        l2=cfg.mf_l2,
-        lr=cfg.mf_lr,
-        epochs=cfg.mf_epochs,
-        batch_size=cfg.mf_batch_size,
-        init_std=cfg.mf_init_std,
-        patience=cfg.patience,
-        seed=seed,
-    )
-    u_avg = np.array([e.user_avg_rating for e in test])
-    i_avg = np.array([e.item_avg_rating for e in test])
-    preds = {
-        "global_mean": means.predict_global(len(test)),
-        "user_mean": means.predict_user(u),
-        "item_mean": means.predict_item(i),
-        "bias": bias.predict(u, i),
-        "mf": mf.predict(u, i),
-        "history_user_avg": u_avg,
-        "history_item_avg": i_avg,
-        "teacher": teacher_rating(u_avg, i_avg),
-    }
-    out = {
-        name: {"mae": metrics.mae(p, target), "rmse": metrics.rmse(p, target)}
-        for name, p in preds.items()
-    }
-    out["mf"]["best_epoch"] = mf.best_epoch
-    return out
+from reczero_jax.baselines.evaluate import baseline_results
+from reczero_jax.data.loader import load_data
+from reczero_jax.settings import Settings
 
 
 def format_table(results: dict) -> str:
@@ -93,20 +23,17 @@ def format_table(results: dict) -> str:
     return "\n".join(rows)
 
 
-def run(data_cfg: DataConfig, baselines_cfg: BaselinesConfig, workdir: str, seed: int) -> dict:
+def run(settings: Settings) -> dict:
     """Loads the data, fits and scores all baselines, prints a table and writes
     ``workdir/results.json``; returns the same dict."""
     t0 = time.perf_counter()
-    data = load_data(data_cfg, splits=("test",))
+    data = load_data(settings.data, splits=("test",))
     print(data.source.report.summary())
-    results: dict = {"baselines": evaluate_baselines(data, baselines_cfg, seed)}
-    results["data"] = {"source": data_cfg.source, "split": data_cfg.split, **data.counts()}
-    if data.world is not None:
-        results["bayes_optimal"] = bayes_floor(data.world, data.examples["test"])
-        results["teacher"] = results["baselines"]["teacher"]
+    results = baseline_results(data, settings.baselines, settings.seed, settings.data.source)
+    results["data"]["split"] = settings.data.split
     results["seconds"] = round(time.perf_counter() - t0, 2)
     print(format_table(results))
-    out = pathlib.Path(workdir)
+    out = pathlib.Path(settings.workdir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
     print(f"wrote {out / 'results.json'}")

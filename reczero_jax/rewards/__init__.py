@@ -3,8 +3,9 @@
 Typical use::
 
     table = ByteTable.build(token_byte_table(tokenizer, vocab_size))
-    out = compute_rewards(table, tokens_nt, lengths_n, targets_n, RewardSpec("four_step", "paper"))
-    out.reward  # float32 [N]
+    spec = RewardSpec("four_step", "paper")
+    out = compute_rewards(table, tokens_bgt, lengths_bg, targets_bg, spec)
+    out.reward  # float32 [B, G]: any leading shape of the token ids [..., T]
 
 The grammar and the preset formulas are documented in ``reczero_jax.rewards.grammar``.
 """

@@ -1,8 +1,11 @@
 """The answer grammar and rewards in jnp: batched, jit-compatible, tokenizer-independent.
 
-``compute_rewards(table, tokens_nt, lengths_n, targets_n, spec)`` maps token ids to bytes on
-device (``stream.byte_stream``), then applies the rules of ``grammar`` to the byte stream
-[N, B] with whole-array operations only (no per-sample Python):
+``compute_rewards(table, tokens, lengths, targets, spec)`` scores token rows of any leading
+batch shape: tokens [..., T] with lengths and targets [...] (e.g. [N, T] with [N], or a
+sampler's [B, G, T] with [B, G]) give every ``RewardOut`` field with shape [...]. Inside,
+the rows are flattened to N = prod(...) and the token ids mapped to bytes on device
+(``stream.byte_stream``); the rules of ``grammar`` then run on the byte stream [N, B] with
+whole-array operations only (no per-sample Python):
 
 - tag occurrences: ``hit[n, k, s] = AND_i stream[n, s + i] == tag_k[i]`` (static shifts), then
   ``count_k = sum_s hit_k``, ``pos_k = min{s : hit_k[s]}`` (the first occurrence);
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -80,7 +84,7 @@ class RewardSpec:
 
 @struct.dataclass
 class RewardOut:
-    """Per-row results, all [N].
+    """Per-response results, all with the batch shape [...] of the tokens [..., T].
 
     Attributes:
       valid: bool, the response follows the format.
@@ -225,37 +229,55 @@ def _apply_preset(valid, rating, rounded, targets_n, preset: str) -> jax.Array:
 
 def compute_rewards(
     table: ByteTable,
-    tokens_nt: jax.Array,
-    lengths_n: jax.Array,
-    targets_n: jax.Array,
+    tokens: jax.Array,
+    lengths: jax.Array,
+    targets: jax.Array,
     spec: RewardSpec = RewardSpec(),
 ) -> RewardOut:
-    """Rewards of N responses given as token ids.
+    """Rewards of responses given as token ids, over any leading batch shape [...].
+
+    Shape rule: ``tokens`` is [..., T] with at least one batch dimension (ndim >= 2: [N, T],
+    [B, G, T], ...); ``lengths`` and ``targets`` have exactly the batch shape
+    ``tokens.shape[:-1]``; every ``RewardOut`` field has that batch shape too. The caller
+    never flattens or reshapes: ``GroupSampler.sample``'s tokens [B, G, T] and lengths
+    [B, G] go in as they are, with targets [B, G].
 
     Args:
       table: ``ByteTable.build(token_byte_table(tokenizer, vocab_size))``.
-      tokens_nt: int32 [N, T], response token ids; ids outside [0, V) contribute no bytes.
-      lengths_n: int32 [N], live tokens per row; tokens at positions >= length are ignored.
-      targets_n: float32 [N], target ratings.
-      spec: ``RewardSpec`` (static).
+      tokens: int32 [..., T], response token ids; ids outside [0, V) contribute no bytes.
+      lengths: int32 [...], live tokens per response; tokens at positions >= length are
+        ignored.
+      targets: float32 [...], target ratings.
+      spec: ``RewardSpec`` (static). Its byte capacity is per response (from T).
 
     Returns:
-      ``RewardOut`` with valid bool [N], rating float32 [N], reward float32 [N], overflow
-      bool [N], reason int32 [N]. Callable inside jit (spec must then be static / closed over).
+      ``RewardOut`` with valid bool [...], rating float32 [...], reward float32 [...],
+      overflow bool [...], reason int32 [...]. Callable inside jit (spec must then be static
+      / closed over); the result does not depend on the batch shape, only on each response.
     """
     if not isinstance(spec, RewardSpec):
         raise TypeError(f"spec must be a RewardSpec, got {type(spec).__name__}")
-    if tokens_nt.ndim != 2:
-        raise ValueError(f"tokens_nt must be [N, T], got shape {tokens_nt.shape}")
-    num_rows, num_tokens = tokens_nt.shape
-    if lengths_n.shape != (num_rows,) or targets_n.shape != (num_rows,):
+    tokens, lengths, targets = jnp.asarray(tokens), jnp.asarray(lengths), jnp.asarray(targets)
+    if tokens.ndim < 2:
         raise ValueError(
-            f"lengths_n and targets_n must have shape ({num_rows},), "
-            f"got {lengths_n.shape} and {targets_n.shape}"
+            "tokens must be [..., T] with at least one batch dimension ([N, T], [B, G, T]...), "
+            f"got shape {tokens.shape}"
         )
+    batch_shape, num_tokens = tokens.shape[:-1], tokens.shape[-1]
+    if lengths.shape != batch_shape or targets.shape != batch_shape:
+        raise ValueError(
+            f"lengths and targets must have the batch shape tokens.shape[:-1] = {batch_shape}, "
+            f"got shape {lengths.shape} and {targets.shape}"
+        )
+    num_rows = math.prod(batch_shape)
     max_bytes = spec.capacity(num_tokens)
     valid, rating, rounded, overflow, reason = parse_tokens(
-        table, tokens_nt, lengths_n, spec.fmt, max_bytes
+        table,
+        tokens.reshape(num_rows, num_tokens),
+        lengths.reshape(num_rows),
+        spec.fmt,
+        max_bytes,
     )
-    reward = _apply_preset(valid, rating, rounded, targets_n, spec.preset)
-    return RewardOut(valid=valid, rating=rating, reward=reward, overflow=overflow, reason=reason)
+    reward = _apply_preset(valid, rating, rounded, targets.reshape(num_rows), spec.preset)
+    out = RewardOut(valid=valid, rating=rating, reward=reward, overflow=overflow, reason=reason)
+    return jax.tree.map(lambda x: x.reshape(batch_shape), out)

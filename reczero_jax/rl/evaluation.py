@@ -1,7 +1,8 @@
 """Greedy evaluation with strict metrics.
 
-Every prompt of the split (or the first ``num_examples``) is answered greedily; the
-reward module parses each answer on device. Reported (see :mod:`reczero_jax.metrics`):
+Every prompt of a :class:`~reczero_jax.data.prompt_set.PromptSet` is answered greedily and
+the answers are parsed on the device by the reward function. Reported (see
+:mod:`reczero_jax.metrics`):
 
 * ``mae`` / ``rmse``: STRICT: an answer without a valid rating falls back to the prompt's
   user average rating, and counts;
@@ -17,47 +18,46 @@ import time
 import jax
 import numpy as np
 
+from reczero_jax.data.prompt_set import PromptSet
 from reczero_jax.metrics import lenient_rating_metrics, strict_rating_metrics
-from reczero_jax.rewards import compute_rewards
-from reczero_jax.rl.setup import PromptSet, Run, make_sampler
 from reczero_jax.sampling.sampler import GroupSampler
 
 
 def evaluate(
-    run: Run,
+    sampler: GroupSampler,
     params,
-    prompt_set: PromptSet,
-    num_examples: int = 0,
-    batch_size: int = 64,
-    sampler: GroupSampler | None = None,
+    prompts: PromptSet,
+    reward_fn,
+    batch_size: int,
     keep_texts: int = 0,
 ) -> dict:
-    """Strict metrics of greedy answers on ``prompt_set`` (see the module docstring)."""
-    n = len(prompt_set) if num_examples <= 0 else min(num_examples, len(prompt_set))
-    sampler = sampler or make_sampler(run, True, run.settings.sampling.max_new_tokens)
+    """Strict metrics of ``sampler``'s answers (greedy for evaluation) to every prompt.
+
+    ``reward_fn(tokens [B, 1, T], lengths [B, 1], targets [B, 1]) -> RewardOut`` parses
+    the answers. The last batch is padded with repeats of its first prompt so that every
+    batch has one shape (one compilation). ``keep_texts`` answers are decoded and kept
+    under ``samples``.
+    """
+    n = len(prompts)
     start = time.perf_counter()
-    valid, rating, lengths = [], [], []
-    texts = []
+    valid, rating, lengths, texts = [], [], [], []
     for lo in range(0, n, batch_size):
         idx = list(range(lo, min(lo + batch_size, n)))
-        pad = batch_size - len(idx)
-        prompts = [prompt_set.ids(i) for i in idx] + [prompt_set.ids(idx[0])] * pad
-        out = sampler.sample(params, prompts, 1, key=jax.random.key(0))
-        targets = prompt_set.targets[idx + [idx[0]] * pad]
-        rew = compute_rewards(run.reward_table, out.tokens, out.lengths, targets, run.reward_spec)
-        valid.append(np.asarray(rew.valid)[: len(idx)])
-        rating.append(np.asarray(rew.rating)[: len(idx)])
-        lengths.append(np.asarray(out.lengths)[: len(idx)])
+        idx_padded = idx + [idx[0]] * (batch_size - len(idx))
+        out = sampler.sample(params, [prompts.ids(i) for i in idx_padded], 1, key=jax.random.key(0))
+        rew = reward_fn(out.tokens, out.lengths, prompts.targets[idx_padded][:, None])
+        real = len(idx)
+        valid.append(np.asarray(rew.valid)[:real, 0])
+        rating.append(np.asarray(rew.rating)[:real, 0])
+        lengths.append(np.asarray(out.lengths)[:real, 0])
         if len(texts) < keep_texts:
             tokens = np.asarray(out.tokens)
-            for r in range(min(len(idx), keep_texts - len(texts))):
-                texts.append(run.tokenizer.decode(tokens[r, : int(out.lengths[r])].tolist()))
-    valid = np.concatenate(valid)
-    rating = np.concatenate(rating)
-    lengths = np.concatenate(lengths)
-    target = prompt_set.targets[:n]
-    strict = strict_rating_metrics(rating, valid, target, prompt_set.fallbacks[:n])
-    lenient = lenient_rating_metrics(rating, valid, target)
+            for r in range(min(real, keep_texts - len(texts))):
+                answer = tokens[r, 0, : int(lengths[-1][r])].tolist()
+                texts.append(prompts.tokenizer.decode(answer))
+    valid, rating, lengths = map(np.concatenate, (valid, rating, lengths))
+    strict = strict_rating_metrics(rating, valid, prompts.targets, prompts.fallbacks)
+    lenient = lenient_rating_metrics(rating, valid, prompts.targets)
     result = {
         "mae": strict["mae"],
         "rmse": strict["rmse"],

@@ -12,7 +12,7 @@ Sources:
   for wrong ones the model is asked again with the true rating given as a hint, keeping
   the rewritten answer (paired with the ORIGINAL prompt) when it is right.
 
-Every response ends with the tokenizer's EOS id.
+Every response ends with the end-of-answer id ``eos_id``.
 """
 
 from __future__ import annotations
@@ -25,47 +25,45 @@ import jax
 import numpy as np
 
 from reczero_jax.config_parsing import ConfigError
+from reczero_jax.data.prompt_set import PromptSet
 from reczero_jax.data.prompts import INSTRUCTIONS, format_inputs, render
-from reczero_jax.rewards import compute_rewards
-from reczero_jax.rl.setup import Run, make_sampler
+from reczero_jax.data.synthetic import World
+from reczero_jax.data.teacher import teacher_trace
+from reczero_jax.sampling.sampler import GroupSampler
 
 Trace = tuple[list[int], list[int]]
 
 
-def _encode_response(run: Run, text: str) -> list[int]:
-    ids = run.tokenizer(text, add_special_tokens=False)["input_ids"]
-    return list(ids) + [run.eos_ids[0]]
+def encode_response(tokenizer, text: str, eos_id: int) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"]) + [eos_id]
 
 
-def teacher_traces(run: Run, num: int, seed: int) -> list[Trace]:
-    from reczero_jax.data.teacher import teacher_trace
-
-    if run.data.world is None:
-        raise ConfigError(
-            "config.sft.traces: 'teacher' needs data.source='synthetic' (the teacher reads the "
-            "world's latents); use sft.traces='file' or 'self' for real data"
-        )
-    train = run.splits["train"]
+def teacher_traces(
+    train: PromptSet, world: World, num: int, seed: int, noise: float, eos_id: int
+) -> list[Trace]:
+    """``num`` random training prompts answered by the world's teacher (rating noise
+    ``noise`` stars)."""
     rng = np.random.default_rng([seed, 7])
     idx = rng.choice(len(train), size=min(num, len(train)), replace=False)
-    noise = run.settings.data.synthetic.teacher_noise
-    variant = run.settings.data.prompt.variant
+    variant = train.prompt_cfg.variant
     return [
         (
             train.ids(int(i)),
-            _encode_response(
-                run, teacher_trace(train.examples[int(i)], run.data.world, rng, noise, variant)
+            encode_response(
+                train.tokenizer,
+                teacher_trace(train.examples[int(i)], world, rng, noise, variant),
+                eos_id,
             ),
         )
         for i in idx
     ]
 
 
-def file_traces(run: Run, path: str) -> tuple[list[Trace], dict[str, int]]:
+def file_traces(path: str, train: PromptSet, eos_id: int) -> tuple[list[Trace], dict[str, int]]:
+    """The traces of a JSONL file (module docstring) and the count of skipped lines."""
     file = pathlib.Path(path)
     if not file.is_file():
         raise ConfigError(f"config.sft.traces_path: {file} does not exist")
-    train = run.splits["train"]
     by_ids = {(e.user_id, e.item_id): i for i, e in enumerate(train.examples)}
     skipped: collections.Counter[str] = collections.Counter()
     traces: list[Trace] = []
@@ -82,32 +80,32 @@ def file_traces(run: Run, path: str) -> tuple[list[Trace], dict[str, int]]:
                 skipped["missing_field:response"] += 1
                 continue
             if isinstance(row.get("prompt"), str):
-                prompt = list(run.tokenizer(row["prompt"], add_special_tokens=False)["input_ids"])
+                prompt = list(train.tokenizer(row["prompt"], add_special_tokens=False)["input_ids"])
             elif (row.get("user_id"), row.get("item_id")) in by_ids:
                 prompt = train.ids(by_ids[(row["user_id"], row["item_id"])])
             else:
                 skipped["unknown_example"] += 1
                 continue
-            traces.append((prompt, _encode_response(run, row["response"])))
+            traces.append((prompt, encode_response(train.tokenizer, row["response"], eos_id)))
     if not traces:
         raise ConfigError(f"config.sft.traces_path: {file} holds no usable trace ({dict(skipped)})")
     return traces, dict(skipped)
 
 
-def _hint_prompt(run: Run, example, target: float) -> list[int]:
-    cfg = run.settings.data.prompt
+def _hint_prompt(train: PromptSet, example, target: float) -> list[int]:
+    cfg = train.prompt_cfg
     inputs = (
         format_inputs(example) + f"\nHint: this user's actual rating of the item is {target:g}."
     )
-    text = render(INSTRUCTIONS[cfg.variant], inputs, cfg, run.tokenizer)
-    return list(run.tokenizer(text, add_special_tokens=False)["input_ids"])
+    text = render(INSTRUCTIONS[cfg.variant], inputs, cfg, train.tokenizer)
+    return list(train.tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def self_traces(run: Run, params, num: int, seed: int, batch: int) -> tuple[list[Trace], dict]:
-    """Self-generated traces with the rewrite step (module docstring)."""
-    s = run.settings
-    sampler = make_sampler(run, False, s.sft.max_response_tokens, seed=seed)
-    train = run.splits["train"]
+def self_traces(
+    sampler: GroupSampler, params, train: PromptSet, reward_fn, num: int, seed: int, batch: int
+) -> tuple[list[Trace], dict]:
+    """Self-generated traces with the rewrite step (module docstring); ``sampler``
+    samples one answer per prompt, ``reward_fn`` parses it."""
     idx = np.random.default_rng([seed, 11]).choice(
         len(train), size=min(num, len(train)), replace=False
     )
@@ -117,15 +115,16 @@ def self_traces(run: Run, params, num: int, seed: int, batch: int) -> tuple[list
     def answer(prompts, targets, key):
         pad = (-len(prompts)) % batch
         out = sampler.sample(params, prompts + prompts[:1] * pad, 1, key=key)
-        t = np.concatenate([targets, targets[:1].repeat(pad)]).astype(np.float32)
-        rew = compute_rewards(run.reward_table, out.tokens, out.lengths, t, run.reward_spec)
+        t = np.concatenate([targets, targets[:1].repeat(pad)]).astype(np.float32)[:, None]
+        rew = reward_fn(out.tokens, out.lengths, t)
         # "right" = the same star after rounding half up
         ok = np.asarray(rew.valid) & (
-            np.floor(np.asarray(rew.rating, np.float64) + 0.5)
-            == np.floor(t.astype(np.float64) + 0.5)
+            np.floor(np.asarray(rew.rating, np.float64) + 0.5) == np.floor(t + 0.5)
         )
         tokens, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
-        return [(bool(ok[r]), tokens[r, : lengths[r]].tolist()) for r in range(len(prompts))]
+        return [
+            (bool(ok[r, 0]), tokens[r, 0, : lengths[r, 0]].tolist()) for r in range(len(prompts))
+        ]
 
     for lo in range(0, len(idx), batch):
         chunk = [int(i) for i in idx[lo : lo + batch]]
@@ -138,7 +137,7 @@ def self_traces(run: Run, params, num: int, seed: int, batch: int) -> tuple[list
                 traces.append((train.ids(i), resp))
         stats["kept_first_try"] += sum(ok for ok, _ in first)
         if wrong:
-            hinted = [_hint_prompt(run, train.examples[i], float(t)) for i, t in wrong]
+            hinted = [_hint_prompt(train, train.examples[i], float(t)) for i, t in wrong]
             second = answer(hinted, np.asarray([t for _, t in wrong]), jax.random.fold_in(key, 1))
             for (ok, resp), (i, _) in zip(second, wrong):
                 if ok:

@@ -13,6 +13,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+METHODS = ("sample", "greedy")  # the config names of the two methods below
+
 
 @dataclasses.dataclass(frozen=True)
 class Greedy:

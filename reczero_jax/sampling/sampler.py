@@ -1,19 +1,28 @@
 """Jitted group sampling with a shared-prompt KV cache.
 
-For B prompts and G samples each (N = B * G rows):
+``GroupSampler.sample(params, prompts, G)`` answers B prompts (lists of token ids) with G
+samples each and returns :class:`GroupSamples` laid out by group: ``tokens`` /
+``logprobs`` [B, G, T], ``lengths`` / ``stopped`` [B, G], and the padded prompts the
+prefill used, ``prompt`` / ``prompt_valid`` [B, P]. Inside, with N = B * G decode rows:
 
-1. prompts are left-padded to the smallest length bucket that holds the longest one;
+1. prompts are left-padded to the smallest length bucket P that holds the longest one
+   (and the batch to a multiple of the mesh's batch shards, repeating the last prompt);
 2. each prompt is prefilled ONCE; its keys/values [L, B, Hkv, P, Dh] are kept as one
    prompt cache that all G samples of the prompt read (it is never repeated G times);
-3. one ``lax.while_loop`` decodes all N rows; each step attends to the prompt cache, the
-   row's own generated cache [L, N, Hkv, T, Dh] and its current token, and writes the
-   current token's keys/values into the generated cache in place;
+3. one ``lax.while_loop`` decodes all N rows (row r answers prompt r // G); each step
+   attends to the prompt cache, the row's own generated cache [L, N, Hkv, T, Dh] and its
+   current token, and writes the current token's keys/values into the generated cache in
+   place;
 4. the loop exits when every row has emitted an EOS id or completed a stop string, or
-   after ``max_new_tokens`` tokens.
+   after ``max_new_tokens`` tokens;
+5. the rows are reshaped to [B, G, ...] inside the jitted function (free: row r = b * G + g,
+   so each batch shard keeps its own prompts' rows), and the batch padding is dropped.
 
 Rows are sharded over the mesh's ('data', 'fsdp') axes and weights over 'tensor'
-(:data:`reczero_jax.sharding.SAMPLE_RULES`). Each (batch, bucket) shape is compiled once
-ahead of time and cached; ``compiles`` counts the compilations.
+(:data:`reczero_jax.sharding.SAMPLE_RULES`); every output is sharded along B over
+``sharding.BATCH_AXES`` when B is a multiple of the batch shards (see ``sample``). Each
+(padded batch, bucket, G) shape is compiled once ahead of time and cached; ``compiles``
+counts the compilations.
 """
 
 from __future__ import annotations
@@ -46,20 +55,28 @@ class SamplerError(ValueError):
 
 @struct.dataclass
 class GroupSamples:
-    """G samples for each of B prompts; row r answers prompt r // G.
+    """G samples for each of B prompts: ``tokens[b, g]`` is the g-th answer to prompt b.
+
+    B is the number of prompts given to ``sample`` (batch padding removed), G the number
+    of samples per prompt, T = ``max_new_tokens`` and P the prompt bucket.
 
     Attributes:
-      tokens: int32 [B*G, T] generated ids, ``pad_id`` after each row's end.
-      logprobs: float32 [B*G, T] log-probs of the sampled ids (0 after the end).
-      lengths: int32 [B*G] generated tokens per row, the EOS / stop token included.
-      stopped: bool [B*G] True where the row ended by EOS or a stop string (False: it ran
-        out of ``max_new_tokens``).
+      tokens: int32 [B, G, T] generated ids, ``pad_id`` after each sample's end.
+      logprobs: float32 [B, G, T] log-probs of the sampled ids (0 after the end).
+      lengths: int32 [B, G] generated tokens per sample, the EOS / stop token included.
+      stopped: bool [B, G] True where the sample ended by EOS or a stop string (False: it
+        ran out of ``max_new_tokens``).
+      prompt: int32 [B, P] the prompts, left-padded with ``pad_id`` to the bucket P:
+        exactly the array the prefill read.
+      prompt_valid: bool [B, P] True at the prompt's real tokens (the right-aligned ones).
     """
 
     tokens: jax.Array
     logprobs: jax.Array
     lengths: jax.Array
     stopped: jax.Array
+    prompt: jax.Array
+    prompt_valid: jax.Array
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +108,11 @@ def _generate(
     num_samples: int,
     dtype: Any,
 ) -> GroupSamples:
-    """The traced body: prefill once, then decode N = B * G rows in one while_loop."""
+    """The traced body: prefill once, decode N = B * G rows in one while_loop, regroup.
+
+    ``prompt_bp`` / ``prompt_valid_bp`` are the left-padded prompts [B, P] (B already a
+    multiple of the batch shards); returns every ``GroupSamples`` field with leading B.
+    """
     b, p = prompt_bp.shape
     g, t_max = num_samples, spec.max_new_tokens
     n = b * g
@@ -165,11 +186,20 @@ def _generate(
 
     carry = (jnp.int32(0), tokens_nt, logprobs_nt, done_n, lengths_n, gen_k, gen_v, window)
     _, tokens_nt, logprobs_nt, done_n, lengths_n, *_ = jax.lax.while_loop(cond, body, carry)
-    return GroupSamples(tokens=tokens_nt, logprobs=logprobs_nt, lengths=lengths_n, stopped=done_n)
+    # Row r = b * G + g: a contiguous split of N over the batch shards is the same split of B,
+    # so the regrouping moves no data between devices.
+    return GroupSamples(
+        tokens=tokens_nt.reshape(b, g, t_max),
+        logprobs=logprobs_nt.reshape(b, g, t_max),
+        lengths=lengths_n.reshape(b, g),
+        stopped=done_n.reshape(b, g),
+        prompt=prompt_bp,
+        prompt_valid=prompt_valid_bp,
+    )
 
 
 class GroupSampler:
-    """Samples G answers for each of B prompts on a mesh.
+    """Samples G answers for each of B prompts on a mesh; see :meth:`sample`.
 
     Args:
       config: the model architecture.
@@ -223,7 +253,13 @@ class GroupSampler:
         )
 
     def pad_prompts(self, prompts: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
-        """Left-pads prompts into [B', P] (B' rounded up to the batch shards, P a bucket)."""
+        """Left-pads prompts into ([B', P] int32 ids, [B', P] bool valid) on the host.
+
+        B' is B rounded up to a multiple of the mesh's batch shards (the extra rows repeat
+        the last prompt) and P the smallest bucket that holds the longest prompt. ``sample``
+        calls this and returns the first B rows as ``GroupSamples.prompt`` /
+        ``prompt_valid``; callers need not call it themselves.
+        """
         if not prompts:
             raise SamplerError("no prompts given")
         for i, prompt in enumerate(prompts):
@@ -244,29 +280,31 @@ class GroupSampler:
             valid[i, p - len(prompt) :] = True
         return tokens, valid
 
+    def lower(self, params, tokens, valid, key, num_samples: int):
+        """The jitted sampler lowered for these arguments (arrays or ShapeDtypeStructs with
+        shardings: ``tools/lower_config`` checks real shapes without weights this way)."""
+        fn = functools.partial(
+            _generate, config=self.config, spec=self.spec, num_samples=num_samples, dtype=self.dtype
+        )
+        row = self._row_sharding
+        out = GroupSamples(
+            tokens=row, logprobs=row, lengths=row, stopped=row, prompt=row, prompt_valid=row
+        )
+        stop_sh = None if self.stop is None else jax.tree.map(lambda _: self._replicated, self.stop)
+        jitted = jax.jit(
+            fn,
+            in_shardings=(self.param_shardings(params), row, row, self._replicated, stop_sh),
+            out_shardings=out,
+        )
+        with sharding.use_mesh(self.mesh, sharding.SAMPLE_RULES):
+            return jitted.lower(params, tokens, valid, key, self.stop)
+
     def _executable(self, params, tokens, valid, key, num_samples):
         shape_key = (tokens.shape, num_samples)
         if shape_key not in self._compiled:
-            fn = functools.partial(
-                _generate,
-                config=self.config,
-                spec=self.spec,
-                num_samples=num_samples,
-                dtype=self.dtype,
-            )
-            row = self._row_sharding
-            out = GroupSamples(tokens=row, logprobs=row, lengths=row, stopped=row)
-            stop_sh = (
-                None if self.stop is None else jax.tree.map(lambda _: self._replicated, self.stop)
-            )
-            jitted = jax.jit(
-                fn,
-                in_shardings=(self.param_shardings(params), row, row, self._replicated, stop_sh),
-                out_shardings=out,
-            )
-            with sharding.use_mesh(self.mesh, sharding.SAMPLE_RULES):
-                lowered = jitted.lower(params, tokens, valid, key, self.stop)
-            self._compiled[shape_key] = lowered.compile()
+            self._compiled[shape_key] = self.lower(
+                params, tokens, valid, key, num_samples
+            ).compile()
         return self._compiled[shape_key]
 
     def sample(
@@ -276,11 +314,18 @@ class GroupSampler:
         num_samples: int,
         key: jax.Array | None = None,
     ) -> GroupSamples:
-        """G = ``num_samples`` answers for each prompt (lists of token ids).
+        """G = ``num_samples`` answers for each of the B ``prompts`` (lists of token ids).
 
         Without ``key``, every call uses a fresh key folded from the seed and a call
-        counter, so repeated calls never reuse randomness. Returns the rows of the real
-        prompts only (batch padding removed).
+        counter, so repeated calls never reuse randomness.
+
+        Returns:
+          ``GroupSamples`` for the B real prompts only (batch padding removed): tokens /
+          logprobs [B, G, T], lengths / stopped [B, G], prompt / prompt_valid [B, P].
+          All are sharded along B over ``sharding.BATCH_AXES`` when B is a multiple of the
+          mesh's batch shards; otherwise the batch was padded and the B real rows sliced
+          off it cannot be split evenly, so they are not sharded along B (JAX replicates
+          them).
         """
         if num_samples < 1:
             raise SamplerError(f"num_samples must be >= 1, got {num_samples}")
@@ -296,7 +341,7 @@ class GroupSampler:
         out = self._executable(params, tokens, valid, key, num_samples)(
             params, tokens, valid, key, stop
         )
-        rows = len(prompts) * num_samples
-        if rows == out.lengths.shape[0]:
+        b = len(prompts)
+        if b == out.lengths.shape[0]:
             return out
-        return jax.tree.map(lambda x: x[:rows], out)
+        return jax.tree.map(lambda x: x[:b], out)

@@ -13,7 +13,6 @@ On CPU, ``--devices N`` fakes N devices.
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import sys
 
@@ -50,102 +49,66 @@ SHAPES = {
 
 
 def lower_config(settings, model_config) -> dict[str, object]:
-    """{'train_step': Lowered, 'sampler': Lowered} for ``settings`` on its mesh."""
+    """{'train_step': Lowered, 'sampler': Lowered, 'objective': GRPOObjective} for
+    ``settings`` on its mesh. The objective, optimizer, train step and sampler are built by
+    the same functions training uses."""
     import jax
     import jax.numpy as jnp
-    import optax
-    from jax.sharding import NamedSharding, PartitionSpec
 
     from reczero_jax import sharding
-    from reczero_jax.engine import DTYPES, build_mesh, check_mesh_fits_model
-    from reczero_jax.model.params import abstract_params, param_shardings
-    from reczero_jax.rl.update import (
-        LossSettings,
-        TrainBatch,
-        TrainState,
-        batch_shardings,
+    from reczero_jax.engine import build_mesh, check_mesh_fits_model, sampler_spec
+    from reczero_jax.model.params import DTYPES, abstract_params, param_shardings
+    from reczero_jax.rl.grpo import grpo_objective
+    from reczero_jax.rl.objectives import GRPOBatch
+    from reczero_jax.rl.step import (
+        abstract_train_state,
+        batch_sharding,
         jit_train_step,
         make_optimizer,
     )
-    from reczero_jax.sampling.methods import Sampling
-    from reczero_jax.sampling.sampler import GroupSamples, SamplerSpec, _generate
+    from reczero_jax.sampling.sampler import GroupSampler
 
     mesh = build_mesh(settings)
     check_mesh_fits_model(mesh, model_config)
-    pdt, cdt = DTYPES[settings.model.param_dtype], DTYPES[settings.model.dtype]
+    pdt = DTYPES[settings.model.param_dtype]
     cfg = settings.grpo
-    optimizer = make_optimizer(cfg.optim.learning_rate, cfg.optim.weight_decay, cfg.optim.grad_clip)
     shapes, _ = abstract_params(model_config, pdt)
-    train_sh = param_shardings(model_config, mesh, sharding.TRAIN_RULES, pdt)
-    params = jax.tree.map(
-        lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, train_sh
-    )
-    replicated = NamedSharding(mesh, PartitionSpec())
-    opt_abstract = jax.eval_shape(optimizer.init, params)
-    opt_sh = optax.tree_map_params(
-        optimizer,
-        lambda _, sh: sh,
-        opt_abstract,
-        train_sh,
-        transform_non_params=lambda _: replicated,
-    )
-    opt_state = jax.tree.map(
-        lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), opt_abstract, opt_sh
-    )
-    state = TrainState(params, opt_state, jax.ShapeDtypeStruct((), jnp.int32, sharding=replicated))
+
+    def abstract(rules):
+        shardings = param_shardings(model_config, mesh, rules, pdt)
+        return jax.tree.map(
+            lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, shardings
+        )
+
+    state = abstract_train_state(abstract(sharding.TRAIN_RULES), make_optimizer(cfg.optim))
+    objective = grpo_objective(settings, model_config)
     b = cfg.prompts_per_step // cfg.mini_batches
-    g, t = settings.sampling.num_samples, settings.sampling.max_new_tokens
+    g, t = cfg.num_generations, settings.sampling.max_new_tokens
     p = settings.sampling.prompt_buckets[-1]
-    rows = batch_shardings(mesh).prompt
+    rows = batch_sharding(mesh)
 
     def sds(shape, dtype):
         return jax.ShapeDtypeStruct(shape, dtype, sharding=rows)
 
-    batch = TrainBatch(
-        sds((b, p), jnp.int32),
-        sds((b, p), bool),
-        sds((b, g, t), jnp.int32),
-        sds((b, g, t), bool),
-        sds((b, g, t), jnp.float32),
-        sds((b, g, t), jnp.float32),
-        sds((b, g), jnp.float32),
+    kl = objective.loss.kl_coef > 0
+    batch = GRPOBatch(
+        prompt=sds((b, p), jnp.int32),
+        prompt_valid=sds((b, p), bool),
+        resp=sds((b, g, t), jnp.int32),
+        resp_mask=sds((b, g, t), bool),
+        old_logp=sds((b, g, t), jnp.float32),
+        advantages=sds((b, g), jnp.float32),
+        ref_logp=sds((b, g, t), jnp.float32) if kl else None,
     )
-    loss = LossSettings(
-        kind="grpo",
-        aggregation=cfg.aggregation,
-        kl_coef=cfg.kl_coef,
-        temperature=settings.sampling.temperature,
-    )
-    step = jit_train_step(
-        state,
-        mesh,
-        config=model_config,
-        optimizer=optimizer,
-        settings=loss,
-        micro_groups=cfg.micro_groups or b,
-        dtype=cdt,
-        remat=settings.model.remat,
-    )
-    out = {"train_step": step.lower(state, batch)}
+    step = jit_train_step(state, mesh, objective, cfg.micro_groups or b)
+    out = {"train_step": step.lower(state, batch), "objective": objective}
 
-    sample_sh = param_shardings(model_config, mesh, sharding.SAMPLE_RULES, pdt)
-    sample_params = jax.tree.map(
-        lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, sample_sh
+    spec = sampler_spec(settings.sampling, model_config.eos_token_ids or (0,), 0, greedy=False)
+    sampler = GroupSampler(model_config, mesh, spec, None, DTYPES[settings.model.dtype])
+    key = jax.ShapeDtypeStruct((), jax.random.key(0).dtype, sharding=sampler._replicated)
+    out["sampler"] = sampler.lower(
+        abstract(sharding.SAMPLE_RULES), sds((b, p), jnp.int32), sds((b, p), bool), key, g
     )
-    spec = SamplerSpec(
-        max_new_tokens=t,
-        method=Sampling(settings.sampling.temperature),
-        eos_ids=model_config.eos_token_ids or (0,),
-        pad_id=0,
-        buckets=settings.sampling.prompt_buckets,
-    )
-    fn = functools.partial(_generate, config=model_config, spec=spec, num_samples=g, dtype=cdt)
-    outs = GroupSamples(rows, rows, rows, rows)
-    key = jax.ShapeDtypeStruct((), jax.random.key(0).dtype, sharding=replicated)
-    with sharding.use_mesh(mesh, sharding.SAMPLE_RULES):
-        out["sampler"] = jax.jit(
-            fn, in_shardings=(sample_sh, rows, rows, replicated, None), out_shardings=outs
-        ).lower(sample_params, sds((b, p), jnp.int32), sds((b, p), bool), key, None)
     return out
 
 
@@ -170,6 +133,8 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for name, low in lowered.items():
+        if name == "objective":
+            continue
         print(f"{name}: lowered ({len(low.as_text()) // 1024} KiB of StableHLO)")
     return 0
 

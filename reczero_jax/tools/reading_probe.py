@@ -98,25 +98,33 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
-    import jax
-
-    from reczero_jax.checkpointing import restore_checkpoint
+    from reczero_jax.data.loader import load_data
+    from reczero_jax.data.prompt_set import PromptSet
     from reczero_jax.data.teacher import teacher_trace
+    from reczero_jax.engine import build_engine, plan_phase
     from reczero_jax.rl.evaluation import evaluate
-    from reczero_jax.rl.setup import initial_params, prepare_run
+    from reczero_jax.rl.run import reward_function, scratch_corpus
 
-    run = prepare_run(settings)
-    params = initial_params(run, jax.random.key(settings.seed))
-    restored, meta = restore_checkpoint(ckpt_dir, None, {"params": params}, partial=True)
-    test = run.splits["test"]
-    n = min(args.examples, len(test))
+    data = load_data(settings.data)
+    engine = build_engine(settings, corpus=lambda: scratch_corpus(data, settings))
+    source = plan_phase(None, [ckpt_dir], "", "").initial  # the phase's latest checkpoint
+    params = engine.weights(source)
+    n = min(args.examples, len(data.examples["test"]))
+    test = PromptSet(data.examples["test"][:n], engine.tokenizer, settings.data.prompt)
     # evaluate() answers greedily in batches and keeps the texts and the strict MAE.
-    report = evaluate(run, restored["params"], test, n, settings.eval.batch_size, keep_texts=n)
+    report = evaluate(
+        engine.sampler(greedy=True),
+        params,
+        test,
+        reward_function(settings, engine),
+        settings.eval.batch_size,
+        keep_texts=n,
+    )
     rng = np.random.default_rng(0)  # unused: the traces are noise-free
-    teachers = [teacher_trace(test.examples[i], run.data.world, rng, 0.0) for i in range(n)]
+    teachers = [teacher_trace(e, data.world, rng, 0.0) for e in test.examples]
     result = {k: round(v, 4) for k, v in summarize(report["samples"], teachers).items()}
     result["mae_of_answers"] = round(report["mae"], 4)
-    print(json.dumps({"phase": args.phase, "step": meta.get("step"), "examples": n, **result}))
+    print(json.dumps({"phase": args.phase, "step": source.step, "examples": n, **result}))
     return 0
 
 

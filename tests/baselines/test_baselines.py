@@ -8,6 +8,7 @@ import pytest
 from reczero_jax.baselines import BiasModel, MeanModel, fit_mf
 from reczero_jax.data.data_config import BaselinesConfig, DataConfig, SyntheticConfig
 from reczero_jax.modes import baselines as baselines_mode
+from reczero_jax.settings import Settings
 from tests.data import sample_files
 
 
@@ -48,10 +49,14 @@ def test_mf_fits_low_rank_and_stops_early():
     assert len(res.valid_rmse) <= 60
 
 
+def _settings(data_cfg, cfg, workdir):
+    return Settings(mode="baselines", workdir=str(workdir), data=data_cfg, baselines=cfg)
+
+
 def test_run_on_synthetic(tmp_path, capsys):
     data_cfg = DataConfig(synthetic=SyntheticConfig(num_users=150, num_items=40))
     cfg = BaselinesConfig(mf_epochs=5, mf_dim=4)
-    out = baselines_mode.run(data_cfg, cfg, str(tmp_path), seed=0)
+    out = baselines_mode.run(_settings(data_cfg, cfg, tmp_path))
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved == json.loads(json.dumps(out))
     names = {"global_mean", "user_mean", "item_mean", "bias", "mf", "teacher"}
@@ -64,6 +69,6 @@ def test_run_on_synthetic(tmp_path, capsys):
 def test_run_on_movielens_files(tmp_path):
     path, _ = sample_files.write_movielens100k(tmp_path)
     data_cfg = DataConfig(source="movielens100k", path=str(path))
-    out = baselines_mode.run(data_cfg, BaselinesConfig(mf_epochs=2), str(tmp_path / "w"), 0)
+    out = baselines_mode.run(_settings(data_cfg, BaselinesConfig(mf_epochs=2), tmp_path / "w"))
     assert out["data"]["skipped_lines"] == 4 and "bayes_optimal" not in out
     assert all(np.isfinite(v["mae"]) for v in out["baselines"].values())

@@ -91,13 +91,72 @@ def test_inside_user_jit_and_no_token_by_byte_array(tiny):
     assert not any(len(s) == 3 and s[:2] == (ROWS, TOKENS) and s[2] > 2 for s in shapes), shapes
 
 
+def test_group_shape_equals_flat_rows(tiny):
+    """tokens [B, G, T] with lengths / targets [B, G] == the flat [B*G, T] call, reshaped.
+
+    Eager and inside a caller's jit; 1-D batch [N, T] keeps working (the Scorer uses it).
+    """
+    b, g = 2, 4
+    texts = [
+        ANSWER,
+        ANSWER.replace("4", "2.5"),
+        ANSWER.replace("<match>m</match>", ""),
+        "no tags at all",
+        ANSWER.replace("4", "5.5"),
+        "",
+        ANSWER.replace("4", "3.25"),
+        ANSWER + ANSWER,
+    ]
+    rows = [tiny.encode(t) for t in texts]
+    tokens = np.zeros((b * g, TOKENS), np.int32)
+    for n, r in enumerate(rows):
+        tokens[n, : len(r)] = r
+    lengths = np.array([len(r) for r in rows], np.int32)
+    targets = np.array([4.0, 3.0, 2.0, 1.0, 5.0, 3.0, 3.5, 4.0], np.float32)
+    spec = RewardSpec()
+    table = tiny.device_table
+    flat = compute_rewards(
+        table, jnp.asarray(tokens), jnp.asarray(lengths), jnp.asarray(targets), spec
+    )
+    assert flat.reward.shape == (b * g,)
+    assert np.asarray(flat.valid).tolist().count(True) >= 3  # a mix of valid and invalid
+    assert len(set(np.asarray(flat.reason).tolist())) >= 3
+    grouped_args = (
+        table,
+        jnp.asarray(tokens.reshape(b, g, TOKENS)),
+        jnp.asarray(lengths.reshape(b, g)),
+        jnp.asarray(targets.reshape(b, g)),
+    )
+    eager = compute_rewards(*grouped_args, spec)
+    jitted = jax.jit(lambda *a: compute_rewards(*a, spec))(*grouped_args)
+    for out in (eager, jitted):
+        for name in ("valid", "rating", "reward", "overflow", "reason"):
+            got, want = getattr(out, name), getattr(flat, name)
+            assert got.shape == (b, g), name
+            assert got.dtype == want.dtype, name
+            np.testing.assert_array_equal(np.asarray(got), np.asarray(want).reshape(b, g))
+    # A deeper batch shape works too: [2, 2, 2, T].
+    deep = compute_rewards(
+        table,
+        jnp.asarray(tokens.reshape(2, 2, 2, TOKENS)),
+        jnp.asarray(lengths.reshape(2, 2, 2)),
+        jnp.asarray(targets.reshape(2, 2, 2)),
+        spec,
+    )
+    np.testing.assert_array_equal(np.asarray(deep.reward), np.asarray(flat.reward).reshape(2, 2, 2))
+
+
 def test_bad_inputs(tiny):
     table = tiny.device_table
     with pytest.raises(TypeError, match="RewardSpec"):
         compute_rewards(table, jnp.zeros((2, 4), jnp.int32), jnp.zeros(2), jnp.zeros(2), "paper")
-    with pytest.raises(ValueError, match=r"\[N, T\]"):
+    with pytest.raises(ValueError, match=r"\[\.\.\., T\] with at least one batch dimension"):
         compute_rewards(table, jnp.zeros((4,), jnp.int32), jnp.zeros(2), jnp.zeros(2))
-    with pytest.raises(ValueError, match="shape"):
+    with pytest.raises(ValueError, match=r"batch shape tokens.shape\[:-1\] = \(2,\)"):
         compute_rewards(table, jnp.zeros((2, 4), jnp.int32), jnp.zeros(3), jnp.zeros(2))
+    with pytest.raises(ValueError, match=r"batch shape tokens.shape\[:-1\] = \(2, 3\)"):
+        compute_rewards(table, jnp.zeros((2, 3, 4), jnp.int32), jnp.zeros(6), jnp.zeros(6))
+    with pytest.raises(ValueError, match=r"batch shape"):
+        compute_rewards(table, jnp.zeros((2, 3, 4), jnp.int32), jnp.zeros((2, 3)), jnp.zeros(6))
     with pytest.raises(TypeError, match="TokenBytes"):
         ByteTable.build(np.zeros((3, 3)))

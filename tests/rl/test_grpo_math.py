@@ -102,3 +102,55 @@ def test_chunked_logprobs_equal_dense(chunk):
         lambda hh: jnp.take_along_axis(jax.nn.log_softmax(hh @ w / 0.7, -1), y[..., None], -1).sum()
     )(h)
     np.testing.assert_allclose(np.asarray(g), np.asarray(g_ref), atol=1e-4)
+
+
+def test_k3_clamps_the_log_ratio_before_exp():
+    """A huge log-ratio gives a finite KL (clamped at 10) and a finite, zero gradient
+    (without the clamp of d before exp, exp(d) is inf and its gradient NaN)."""
+    ref = jnp.array([500.0, 0.3, -500.0])
+    logp = jnp.array([0.0, 0.1, 0.0])
+    kl = losses.kl_penalty(logp, ref, "k3")
+    grad = jax.grad(lambda x: jnp.sum(losses.kl_penalty(x, ref, "k3")))(logp)
+    assert np.all(np.isfinite(np.asarray(grad)))
+    d = 0.2
+    np.testing.assert_allclose(np.asarray(kl), [10.0, np.exp(d) - d - 1, 10.0], rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(grad), [0.0, 1 - np.exp(d), 0.0], rtol=1e-5)
+
+
+def _numpy_grpo(logp, ent, old, adv, mask, ref, kl_coef, ent_coef, eps_low, eps_high, c):
+    """Per token in plain numpy: PPO clip, dual clip, k2 KL, entropy bonus; token-mean."""
+    ratio = np.exp(logp - old)
+    a = adv[..., None]
+    pg = np.maximum(-a * ratio, -a * np.clip(ratio, 1 - eps_low, 1 + eps_high))
+    pg = np.where(a < 0, np.minimum(pg, -a * c), pg)
+    per_token = pg + kl_coef * 0.5 * (logp - ref) ** 2 - ent_coef * ent
+    return float(np.sum(per_token * mask))
+
+
+def test_grpo_and_sft_losses_equal_plain_numpy():
+    rng = np.random.default_rng(0)
+    b, g, t = 3, 4, 5
+    logp = rng.normal(-2, 0.5, (b, g, t)).astype(np.float32)
+    old = (logp + rng.normal(0, 0.4, (b, g, t))).astype(np.float32)
+    ref = (logp + rng.normal(0, 0.2, (b, g, t))).astype(np.float32)
+    ent = rng.uniform(0, 2, (b, g, t)).astype(np.float32)
+    adv = rng.normal(size=(b, g)).astype(np.float32)
+    mask = np.arange(t)[None, None] < rng.integers(1, t + 1, (b, g))[..., None]
+    loss = losses.GRPOLoss(
+        eps_low=0.2, eps_high=0.28, dual_clip_c=2.0, kl_coef=0.3, kl_estimator="k2",
+        entropy_coef=0.05,
+    )  # fmt: skip
+    numerator, sums = losses.grpo_loss(logp, ent, old, adv, mask, ref, loss)
+    expected = _numpy_grpo(logp, ent, old, adv, mask, ref, 0.3, 0.05, 0.2, 0.28, 2.0)
+    assert float(numerator) == pytest.approx(expected, rel=1e-5)
+    assert float(sums["tokens"]) == mask.sum()
+    assert float(sums["kl"]) == pytest.approx(
+        float(np.sum(0.5 * (logp - ref) ** 2 * mask)), rel=1e-5
+    )
+    nll, sft_sums = losses.sft_loss(logp, ent, mask)
+    assert float(nll) == pytest.approx(float(np.sum(-logp * mask)), rel=1e-6)
+    assert float(sft_sums["entropy"]) == pytest.approx(float(np.sum(ent * mask)), rel=1e-6)
+    # seq-mean-token-mean: the per-row means, summed
+    per_row, _ = losses.sft_loss(logp, ent, mask, "seq-mean-token-mean")
+    rows = np.sum(-logp * mask, -1) / mask.sum(-1)
+    assert float(per_row) == pytest.approx(float(rows.sum()), rel=1e-5)

@@ -8,6 +8,7 @@ import pytest
 import torch
 import transformers
 
+from reczero_jax import sharding
 from reczero_jax.model import compute_logits
 from reczero_jax.sampling.methods import Greedy, Sampling
 from reczero_jax.sampling.sampler import GroupSampler, SamplerError, SamplerSpec
@@ -47,22 +48,31 @@ def test_logprobs_equal_full_forward(qwen2, temperature):
     sampler = GroupSampler(config, mesh_of((1, 1, 1)), _spec(Sampling(temperature)))
     out = sampler.sample(params, PROMPTS, 3, key=jax.random.key(3))
     tokens, logprobs, lengths = map(np.asarray, (out.tokens, out.logprobs, out.lengths))
-    assert tokens.shape == (9, 12)
-    prompts = [PROMPTS[row // 3] for row in range(9)]
+    stopped = np.asarray(out.stopped)
+    assert tokens.shape == (3, 3, 12) and tokens.dtype == np.int32
+    assert logprobs.shape == (3, 3, 12) and logprobs.dtype == np.float32
+    assert lengths.shape == (3, 3) and lengths.dtype == np.int32
+    assert stopped.shape == (3, 3) and stopped.dtype == bool
+    pairs = [(b, g) for b in range(3) for g in range(3)]
     refs = _full_logprobs(
-        config, params, prompts, [tokens[r, : lengths[r]] for r in range(9)], temperature
+        config,
+        params,
+        [PROMPTS[b] for b, _ in pairs],
+        [tokens[b, g, : lengths[b, g]] for b, g in pairs],
+        temperature,
     )
-    for row in range(9):
-        n = lengths[row]
-        np.testing.assert_allclose(logprobs[row, :n], refs[row], atol=2e-5)
-        assert np.all(logprobs[row, n:] == 0) and np.all(tokens[row, n:] == 0)
-        assert out.stopped[row] == (n < 12 or tokens[row, n - 1] == 2)
+    for (b, g), ref in zip(pairs, refs):
+        n = lengths[b, g]
+        np.testing.assert_allclose(logprobs[b, g, :n], ref, atol=2e-5)
+        assert np.all(logprobs[b, g, n:] == 0) and np.all(tokens[b, g, n:] == 0)
+        assert stopped[b, g] == (n < 12 or tokens[b, g, n - 1] == 2)
 
 
 def test_greedy_equals_transformers_generate(qwen2):
     config, params, hf_dir = qwen2
     sampler = GroupSampler(config, mesh_of((1, 1, 1)), _spec(Greedy(), max_new=10))
     out = sampler.sample(params, PROMPTS, 1)
+    assert out.tokens.shape == (3, 1, 10) and out.lengths.shape == (3, 1)
     hf = transformers.AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
     for row, prompt in enumerate(PROMPTS):
         with torch.no_grad():
@@ -74,8 +84,8 @@ def test_greedy_equals_transformers_generate(qwen2):
                 eos_token_id=2,
                 pad_token_id=0,
             )[0, len(prompt) :].tolist()
-        n = int(out.lengths[row])
-        assert np.asarray(out.tokens[row, :n]).tolist() == ref
+        n = int(out.lengths[row, 0])
+        assert np.asarray(out.tokens[row, 0, :n]).tolist() == ref
 
 
 def test_group_shares_one_prefill(qwen2):
@@ -83,12 +93,15 @@ def test_group_shares_one_prefill(qwen2):
     config, params, _ = qwen2
     sampler = GroupSampler(config, mesh_of((1, 1, 1)), _spec(Sampling(1.0)))
     key = jax.random.key(7)
-    shared = sampler.sample(params, [PROMPTS[0]], 4, key=key)
-    separate = sampler.sample(params, [PROMPTS[0]] * 4, 1, key=key)
-    np.testing.assert_array_equal(np.asarray(shared.tokens), np.asarray(separate.tokens))
+    shared = sampler.sample(params, [PROMPTS[0]], 4, key=key)  # [1, 4, T]
+    separate = sampler.sample(params, [PROMPTS[0]] * 4, 1, key=key)  # [4, 1, T]
+    assert shared.tokens.shape == (1, 4, 12) and separate.tokens.shape == (4, 1, 12)
+    np.testing.assert_array_equal(np.asarray(shared.tokens[0]), np.asarray(separate.tokens[:, 0]))
+    np.testing.assert_array_equal(np.asarray(shared.lengths[0]), np.asarray(separate.lengths[:, 0]))
     np.testing.assert_allclose(
-        np.asarray(shared.logprobs), np.asarray(separate.logprobs), atol=1e-5
+        np.asarray(shared.logprobs[0]), np.asarray(separate.logprobs[:, 0]), atol=1e-5
     )
+    assert len(set(map(tuple, np.asarray(shared.tokens[0]).tolist()))) > 1  # really sampled
 
 
 @pytest.mark.parametrize("mesh_shape", [(2, 2, 2), (1, 4, 2), (8, 1, 1)])
@@ -103,8 +116,14 @@ def test_sharded_equals_unsharded(qwen2, mesh_shape):
     out = GroupSampler(config, mesh, _spec(Sampling(1.0))).sample(
         sharded_params, PROMPTS, 4, key=key
     )
+    # 3 prompts on 4 or 8 batch shards: the padded rows are dropped.
+    assert out.tokens.shape == ref.tokens.shape == (3, 4, 12)
+    assert out.prompt.shape == ref.prompt.shape == (3, 16)
     np.testing.assert_array_equal(np.asarray(out.tokens), np.asarray(ref.tokens))
     np.testing.assert_array_equal(np.asarray(out.lengths), np.asarray(ref.lengths))
+    np.testing.assert_array_equal(np.asarray(out.stopped), np.asarray(ref.stopped))
+    np.testing.assert_array_equal(np.asarray(out.prompt), np.asarray(ref.prompt))
+    np.testing.assert_array_equal(np.asarray(out.prompt_valid), np.asarray(ref.prompt_valid))
     np.testing.assert_allclose(np.asarray(out.logprobs), np.asarray(ref.logprobs), atol=1e-5)
 
 
@@ -114,7 +133,9 @@ def test_compiles_once_per_bucket_and_keys_change(qwen2):
     first = sampler.sample(params, [PROMPTS[0], PROMPTS[1]], 2)
     second = sampler.sample(params, [PROMPTS[1], PROMPTS[0]], 2)  # same bucket (8)
     assert sampler.compiles == 1
-    assert not np.array_equal(np.asarray(first.tokens[:2]), np.asarray(second.tokens[2:]))
+    assert first.tokens.shape == second.tokens.shape == (2, 2, 12)
+    # Prompt 0 is first in one call and second in the other: fresh keys, other samples.
+    assert not np.array_equal(np.asarray(first.tokens[0]), np.asarray(second.tokens[1]))
     sampler.sample(params, [PROMPTS[2], PROMPTS[0]], 2)  # bucket 16
     assert sampler.compiles == 2
     sampler.sample(params, [PROMPTS[0], PROMPTS[2]], 2)
@@ -130,10 +151,11 @@ def test_stop_strings_end_rows_where_the_reference_says(qwen2, tmp_path):
     free = plain.sample(params, PROMPTS, 2, key=key)
     # Stop strings taken from the middle of what the model generates freely, so that they
     # occur at known places whichever way the tokens split them.
-    streams = [decode_bytes(table, np.asarray(free.tokens[r]).tolist()) for r in range(6)]
+    pairs = [(b, g) for b in range(3) for g in range(2)]
+    streams = {bg: decode_bytes(table, np.asarray(free.tokens[bg]).tolist()) for bg in pairs}
     stops = []
-    for r in (0, 3):
-        chunk = streams[r][6:10]
+    for bg in ((0, 0), (1, 1)):
+        chunk = streams[bg][6:10]
         if chunk and chunk.decode("utf-8", "ignore") == chunk.decode("utf-8", "replace"):
             stops.append(chunk.decode("utf-8"))
     stops = stops or ["e"]
@@ -142,16 +164,68 @@ def test_stop_strings_end_rows_where_the_reference_says(qwen2, tmp_path):
         config, mesh_of((1, 1, 1)), _spec(Sampling(1.0), max_new=24, eos=()), stop=stop
     )
     out = sampler.sample(params, PROMPTS, 2, key=key)
+    assert out.tokens.shape == (3, 2, 24) and out.stopped.shape == (3, 2)
     hits = 0
-    for r in range(6):
-        ids = np.asarray(free.tokens[r]).tolist()
+    for b, g in pairs:
+        ids = np.asarray(free.tokens[b, g]).tolist()
         index = first_stop_index(table, ids, stops)
         expected = 24 if index is None else index + 1
         hits += index is not None
-        assert int(out.lengths[r]) == expected
-        assert np.asarray(out.tokens[r, :expected]).tolist() == ids[:expected]
-        assert bool(out.stopped[r]) == (index is not None)
+        assert int(out.lengths[b, g]) == expected
+        assert np.asarray(out.tokens[b, g, :expected]).tolist() == ids[:expected]
+        assert bool(out.stopped[b, g]) == (index is not None)
     assert hits >= 1
+
+
+def test_groups_and_padded_prompts(qwen2):
+    """out.prompt is the left-padded bucket the prefill read; tokens[b, g] is sample g of b.
+
+    4 prompts on a (2, 2, 2) mesh (4 batch shards: no batch padding), so every output stays
+    sharded along B. Greedy decoding makes all G samples of a prompt equal, and equal to a
+    1-sample call.
+    """
+    config, hf_dir = qwen2[0], qwen2[2]
+    mesh = mesh_of((2, 2, 2))
+    params = load_on(mesh, config, hf_dir)
+    sampler = GroupSampler(config, mesh, _spec(Greedy(), max_new=10))
+    prompts = [PROMPTS[2], PROMPTS[1], PROMPTS[0], [7]]
+    out = sampler.sample(params, prompts, 3)
+    one = sampler.sample(params, prompts, 1)
+
+    assert out.prompt.shape == (4, 16) and out.prompt.dtype == np.int32  # bucket 16 holds 13
+    assert out.prompt_valid.shape == (4, 16) and out.prompt_valid.dtype == bool
+    prompt, valid = np.asarray(out.prompt), np.asarray(out.prompt_valid)
+    for b, ids in enumerate(prompts):
+        assert prompt[b].tolist() == [0] * (16 - len(ids)) + ids
+        assert valid[b].tolist() == [False] * (16 - len(ids)) + [True] * len(ids)
+    np.testing.assert_array_equal(np.asarray(one.prompt), prompt)
+    np.testing.assert_array_equal(np.asarray(one.prompt_valid), valid)
+    ref_prompt, ref_valid = sampler.pad_prompts(prompts)
+    np.testing.assert_array_equal(prompt, ref_prompt)
+    np.testing.assert_array_equal(valid, ref_valid)
+
+    assert out.tokens.shape == (4, 3, 10) and one.tokens.shape == (4, 1, 10)
+    row_spec = jax.sharding.PartitionSpec(sharding.BATCH_AXES)
+    for name in ("tokens", "logprobs", "lengths", "stopped", "prompt", "prompt_valid"):
+        assert getattr(out, name).sharding.spec == row_spec, name
+    tokens = np.asarray(out.tokens)
+    np.testing.assert_array_equal(tokens, np.repeat(np.asarray(one.tokens), 3, axis=1))
+    np.testing.assert_array_equal(
+        np.asarray(out.lengths), np.repeat(np.asarray(one.lengths), 3, axis=1)
+    )
+    np.testing.assert_allclose(
+        np.asarray(out.logprobs), np.repeat(np.asarray(one.logprobs), 3, axis=1), atol=1e-5
+    )
+    assert len({tuple(tokens[b, 0]) for b in range(4)}) > 1  # prompts are not mixed up
+    refs = _full_logprobs(
+        config,
+        qwen2[1],
+        prompts,
+        [tokens[b, 0, : int(out.lengths[b, 0])] for b in range(4)],
+    )
+    for b in range(4):
+        n = int(out.lengths[b, 0])
+        np.testing.assert_allclose(np.asarray(out.logprobs[b, 0, :n]), refs[b], atol=2e-5)
 
 
 def test_bad_prompts_raise_clear_errors(qwen2):

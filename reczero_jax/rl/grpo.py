@@ -1,0 +1,209 @@
+"""RecZero's RL stage: GRPO.
+
+Each loop step reads top to bottom: the prompts (``batch_indices`` of seed and step) ->
+rollout (G = ``grpo.num_generations`` answers per prompt, [B, G, T] from the sampler) ->
+rewards [B, G] on the token ids -> group advantages [B, G] -> ``epochs`` passes of
+``mini_batches`` train steps with the GRPO objective -> metrics -> validation and
+checkpoint. Every key is folded from (seed, step), so a resumed run is exact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from reczero_jax.checkpointing import Checkpointer
+from reczero_jax.data.prompt_set import PromptSet, batch_indices
+from reczero_jax.metrics import strict_rating_metrics
+from reczero_jax.model.model_config import ModelConfig
+from reczero_jax.observe import MetricWriter, PhaseTimer
+from reczero_jax.rl.advantages import group_advantages, zero_std_fraction
+from reczero_jax.rl.evaluation import evaluate
+from reczero_jax.rl.losses import GRPOLoss
+from reczero_jax.rl.objectives import GRPOBatch, GRPOObjective, training_forward
+from reczero_jax.rl.phase import (
+    PhaseResult,
+    StepLog,
+    checkpoint_meta,
+    host_metrics,
+    mean_metrics,
+    restore,
+)
+from reczero_jax.rl.step import batch_sharding, init_train_state, jit_train_step, make_optimizer
+from reczero_jax.sampling.sampler import GroupSampler
+from reczero_jax.settings import GRPOSettings, Settings
+
+
+def grpo_objective(settings: Settings, config: ModelConfig) -> GRPOObjective:
+    """The objective GRPO trains with (the one translation of the ``grpo`` section into a
+    loss; training and ``tools/lower_config`` both call it). Its log-probs use the
+    sampling temperature, the distribution the answers were drawn from."""
+    # every field of the loss is the grpo key of the same name (no hand-kept copy to drift)
+    loss = GRPOLoss(
+        **{f.name: getattr(settings.grpo, f.name) for f in dataclasses.fields(GRPOLoss)}
+    )
+    forward = training_forward(settings.model, config, settings.sampling.temperature)
+    return GRPOObjective(forward, loss)
+
+
+def rollout(
+    sampler: GroupSampler,
+    params,
+    prompts: list[list[int]],
+    targets: np.ndarray,
+    fallbacks: np.ndarray,
+    reward_fn,
+    cfg: GRPOSettings,
+    key: jax.Array,
+) -> tuple[GRPOBatch, dict[str, float]]:
+    """G answers to each of B prompts, their rewards and advantages.
+
+    Args:
+      prompts: B lists of token ids; targets / fallbacks: float32 [B] true ratings and the
+        strict metric's stand-ins.
+      reward_fn: ``(tokens [B, G, T], lengths [B, G], targets [B, G]) -> RewardOut``.
+    Returns the GRPOBatch (no reference log-probs) and the rollout's metrics.
+    """
+    tick = time.perf_counter()
+    out = jax.block_until_ready(sampler.sample(params, prompts, cfg.num_generations, key=key))
+    sample_s = time.perf_counter() - tick
+    b, g, t = out.tokens.shape
+    targets_bg = np.broadcast_to(targets[:, None], (b, g))
+    rew = reward_fn(out.tokens, out.lengths, jnp.asarray(targets_bg))
+    adv = jax.block_until_ready(group_advantages(rew.reward, cfg.advantage_std))
+    reward_s = time.perf_counter() - tick - sample_s
+    batch = GRPOBatch(
+        prompt=out.prompt,
+        prompt_valid=out.prompt_valid,
+        resp=out.tokens,
+        resp_mask=jnp.arange(t) < out.lengths[..., None],
+        old_logp=out.logprobs,
+        advantages=adv,
+    )
+    valid, rating = np.asarray(rew.valid), np.asarray(rew.rating)
+    fallbacks_bg = np.broadcast_to(fallbacks[:, None], (b, g))
+    strict = strict_rating_metrics(
+        rating.ravel(), valid.ravel(), targets_bg.ravel(), fallbacks_bg.ravel()
+    )
+    lengths = np.asarray(out.lengths)
+    metrics = {
+        "reward/mean": float(jnp.mean(rew.reward)),
+        "reward/std": float(jnp.std(rew.reward)),
+        "format/valid_frac": float(valid.mean()),
+        "batch/mae": strict["mae"],
+        "groups/frac_reward_zero_std": float(zero_std_fraction(rew.reward)),
+        "response/length_mean": float(lengths.mean()),
+        "response/length_max": float(lengths.max()),
+        "response/stopped_frac": float(np.asarray(out.stopped).mean()),
+        "rollout/tokens": float(lengths.sum()),
+        "time/sample_s": sample_s,
+        "time/reward_s": reward_s,
+        "perf/rollout_tokens_per_s": float(lengths.sum()) / max(sample_s, 1e-9),
+    }
+    return batch, metrics
+
+
+def minibatches(batch: GRPOBatch, n: int, key: jax.Array) -> list[GRPOBatch]:
+    """The B groups split into ``n`` mini-batches (in a random order of ``key`` when n > 1)."""
+    b = batch.prompt.shape[0]
+    order = np.asarray(jax.random.permutation(key, b)) if n > 1 else np.arange(b)
+    size = b // n
+    return [
+        jax.tree.map(lambda x, sel=order[i * size : (i + 1) * size]: x[sel], batch)
+        for i in range(n)
+    ]
+
+
+def _line(m: dict) -> str:
+    return (
+        f"reward {m['reward/mean']:.3f} batch MAE {m['batch/mae']:.3f} valid "
+        f"{m['format/valid_frac']:.2f} entropy {m['policy/entropy']:.3f} zero-std groups "
+        f"{m['groups/frac_reward_zero_std']:.2f} ({m['perf/step_s']:.2f} s/step)"
+    )
+
+
+def run_grpo(
+    params,
+    ref_params,
+    cfg: GRPOSettings,
+    *,
+    objective: GRPOObjective,
+    mesh,
+    train: PromptSet,
+    validation: PromptSet | None,
+    sampler: GroupSampler,
+    eval_sampler: GroupSampler,
+    reward_fn,
+    eval_batch_size: int,
+    ckpt: Checkpointer,
+    resume_step: int | None,
+    writer: MetricWriter,
+    seed: int,
+    meta: dict,
+    log_every: int = 5,
+) -> PhaseResult:
+    """``cfg.steps`` GRPO steps from ``params`` (or the phase's checkpoint at
+    ``resume_step``). ``ref_params``: the KL reference (the weights the phase started
+    from), used only when ``cfg.kl_coef > 0``. Every ``cfg.eval_every`` steps, greedy strict
+    MAE on ``validation`` (a fixed random sample); checkpoints carry it so the best is kept.
+    """
+    state = init_train_state(params, make_optimizer(cfg.optim))
+    state, start = restore(ckpt, resume_step, state, "grpo")
+    per_mini = cfg.prompts_per_step // cfg.mini_batches
+    step_fn = jit_train_step(state, mesh, objective, cfg.micro_groups or per_mini)
+    ref_fn = None
+    if objective.loss.kl_coef > 0:  # the reference forward is skipped entirely without KL
+        ref_fn = jax.jit(lambda p, b: objective.forward(p, b)[0])
+    root = jax.random.key(seed)
+    timer = PhaseTimer()
+    log = StepLog(
+        writer, "grpo", cfg.steps, start, log_every, line=_line, shown=("reward/mean", "batch/mae")
+    )
+    for step in range(start, cfg.steps):
+        tick = time.perf_counter()
+        idx = batch_indices(len(train), cfg.prompts_per_step, step, seed)
+        step_key = jax.random.fold_in(root, step)
+        with timer.phase("rollout"):
+            batch, m = rollout(
+                sampler, state.params, [train.ids(int(i)) for i in idx], train.targets[idx],
+                train.fallbacks[idx], reward_fn, cfg, jax.random.fold_in(step_key, 0),
+            )  # fmt: skip
+            if ref_fn is not None:
+                batch = batch.replace(ref_logp=ref_fn(ref_params, batch))
+        with timer.phase("update"):
+            updates = []
+            for epoch in range(cfg.epochs):
+                key = jax.random.fold_in(step_key, 1 + epoch)
+                for mb in minibatches(batch, cfg.mini_batches, key):
+                    state, um = step_fn(state, jax.device_put(mb, batch_sharding(mesh)))
+                    updates.append(host_metrics(um))
+        m.update(mean_metrics(updates))
+        m.update(timer.pop())
+        m["perf/step_s"] = time.perf_counter() - tick
+        done = step + 1
+        log.add(done, m)
+        metrics = None
+        if (
+            validation is not None
+            and cfg.eval_every
+            and (done % cfg.eval_every == 0 or done == cfg.steps)
+        ):
+            result = evaluate(eval_sampler, state.params, validation, reward_fn, eval_batch_size)
+            scalars = {f"eval/{k}": v for k, v in result.items() if isinstance(v, int | float)}
+            writer.write(done, scalars)
+            log.history.append({"step": done, **scalars})
+            print(
+                f"grpo {done}: validation strict MAE {result['mae']:.4f} "
+                f"(valid {result['format_valid_rate']:.3f})",
+                flush=True,
+            )
+            metrics = {"eval/mae": result["mae"]}
+        meta_now = checkpoint_meta(meta, "grpo", done)
+        ckpt.save(done, state.as_dict(), meta_now, metrics=metrics, force=done == cfg.steps)
+    log.close()
+    ckpt.close()
+    return PhaseResult(state.params, log.history)

@@ -1,0 +1,86 @@
+"""What the SFT and GRPO phase loops share: starting or restoring the train state, the
+logging window, the checkpoint metadata.
+
+A phase's state is ``{'params', 'opt_state', 'step'}`` plus, in the checkpoint's meta,
+``data_position``: the number of the phase's loop steps done. All randomness of step k is
+a pure function of (seed, k), so a phase restored at step k continues exactly as an
+uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import jax
+import numpy as np
+
+from reczero_jax.checkpointing import Checkpointer
+from reczero_jax.observe import MetricWriter, Progress
+from reczero_jax.rl.step import TrainState
+
+
+@dataclasses.dataclass
+class PhaseResult:
+    """params: the final weights; history: the logged windows (and evaluations)."""
+
+    params: object
+    history: list[dict]
+
+
+def restore(ckpt: Checkpointer, resume_step: int | None, state: TrainState, name: str):
+    """(state, first loop step): ``state`` itself at step 0, or the phase's checkpoint at
+    ``resume_step`` (restored onto ``state``'s shapes and shardings)."""
+    if resume_step is None:
+        return state, 0
+    saved, meta = ckpt.restore(resume_step, state.as_dict())
+    print(f"{name}: resumed from step {resume_step} ({ckpt.directory})", flush=True)
+    return state.replace_from(saved), int(meta.get("data_position", resume_step))
+
+
+def checkpoint_meta(base: dict, phase: str, step: int) -> dict:
+    """The run's fixed metadata (config, seed) plus the phase and its data position."""
+    return {**base, "phase": phase, "data_position": step}
+
+
+def host_metrics(metrics) -> dict[str, float]:
+    return {k: float(v) for k, v in jax.device_get(metrics).items()}
+
+
+def mean_metrics(items: list[dict[str, float]]) -> dict[str, float]:
+    return {k: float(np.mean([m[k] for m in items])) for k in items[0]} if items else {}
+
+
+class StepLog:
+    """Every ``every`` steps (and at the last): the mean of the window's metrics goes to the
+    writer as ``<prefix>/<name>``, to the history, to the progress bar, and (without a bar)
+    every 5 windows to one printed line ``line(step, mean)``."""
+
+    def __init__(
+        self, writer: MetricWriter, prefix: str, total: int, start: int, every: int, line, shown
+    ):
+        self.writer, self.prefix, self.total, self.every = writer, prefix, total, every
+        self.line, self.shown = line, shown
+        self.history: list[dict] = []
+        self._window: list[dict[str, float]] = []
+        self._tick = time.perf_counter()
+        self._progress = Progress(total, desc=prefix, initial=start)
+
+    def add(self, done: int, metrics: dict[str, float]) -> None:
+        """Record the metrics of the step that brought the phase to ``done`` steps."""
+        self._window.append(metrics)
+        if done % self.every and done != self.total:
+            return
+        mean = mean_metrics(self._window)
+        mean.setdefault("perf/step_s", (time.perf_counter() - self._tick) / len(self._window))
+        self._tick, self._window = time.perf_counter(), []
+        self.writer.write(done, {f"{self.prefix}/{k}": v for k, v in mean.items()})
+        self.history.append({"step": done, **mean})
+        self._progress.update(done, **{k: mean[k] for k in self.shown})
+        if not self._progress.enabled and (done % (self.every * 5) == 0 or done == self.total):
+            print(f"{self.prefix} {done}/{self.total}: {self.line(mean)}", flush=True)
+        if mean.get("update/skipped", 0) > 0:
+            print(f"{self.prefix} step {done}: non-finite loss or gradient, update skipped")
+
+    def close(self) -> None:
+        self._progress.close()

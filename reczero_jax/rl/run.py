@@ -1,0 +1,206 @@
+"""The training modes: a mode is a list of phases (``settings.MODE_PHASES``), run in order.
+
+    sft    = [sft, eval]          grpo = [grpo, eval]
+    recone = [sft, eval, grpo, eval]   eval = [eval]
+
+How a run flows, top to bottom in :func:`run`:
+
+1. data: ratings, splits and leak-free examples (``data.load_data``);
+2. model side: ``engine.build_engine`` (mesh, tokenizer, model config; a scratch model's
+   tokenizer is trained on the data), the prompt sets, the reward function;
+3. the baselines of the same test examples;
+4. each phase: :func:`reczero_jax.engine.plan_phase` decides, for the phase's checkpoint
+   directory, where its weights come from and whether it resumes; then the phase runs
+   (``rl.sft.run_sft``, ``rl.grpo.run_grpo`` or ``rl.evaluation.evaluate``) and the
+   next phase starts from its last checkpoint;
+5. the final weights as a Hugging Face folder, the table, ``workdir/results.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import pathlib
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from reczero_jax.baselines.evaluate import baseline_results
+from reczero_jax.checkpointing import Checkpointer
+from reczero_jax.data.loader import LoadedData, load_data
+from reczero_jax.data.prompt_set import PromptSet, tokenizer_corpus
+from reczero_jax.data.teacher import teacher_trace
+from reczero_jax.engine import Engine, build_engine, device_summary, plan_phase
+from reczero_jax.observe import MetricWriter
+from reczero_jax.rewards import ByteTable, RewardSpec, compute_rewards
+from reczero_jax.rl import traces
+from reczero_jax.rl.evaluation import evaluate
+from reczero_jax.rl.grpo import grpo_objective, run_grpo
+from reczero_jax.rl.objectives import SFTObjective, training_forward
+from reczero_jax.rl.sft import run_sft
+from reczero_jax.settings import Settings
+
+TRAINING_PHASES = ("sft", "grpo")
+
+
+def reward_function(s: Settings, engine: Engine):
+    """``reward_fn(tokens [..., T], lengths [...], targets [...]) -> RewardOut``: the
+    ``grpo.reward_preset`` on the answer format of ``data.prompt.variant`` (the reward
+    grammar's formats are named like the prompt variants)."""
+    spec = RewardSpec(s.data.prompt.variant, s.grpo.reward_preset)
+    return functools.partial(compute_rewards, ByteTable.build(engine.token_bytes), spec=spec)
+
+
+def scratch_corpus(data: LoadedData, s: Settings) -> list[str]:
+    """Texts a scratch model's tokenizer is trained on (with the synthetic teacher's
+    answers, so its tags and words are single tokens)."""
+    variant = s.data.prompt.variant
+    extra = None
+    if data.world is not None:
+        extra = lambda e, rng: teacher_trace(e, data.world, rng, 0.0, variant)  # noqa: E731
+    return tokenizer_corpus(data.examples["train"], variant, s.seed, extra)
+
+
+def _traces(s: Settings, data: LoadedData, engine: Engine, train: PromptSet, params, reward_fn):
+    """The cold start's traces (``sft.traces``) and their statistics."""
+    eos = engine.eos_ids[0]
+    if s.sft.traces == "teacher":
+        noise = s.data.synthetic.teacher_noise
+        found, stats = (
+            traces.teacher_traces(train, data.world, s.sft.num_traces, s.seed, noise, eos),
+            {},
+        )
+    elif s.sft.traces == "file":
+        found, stats = traces.file_traces(s.sft.traces_path, train, eos)
+    else:
+        sampler = engine.sampler(greedy=False, max_new_tokens=s.sft.max_response_tokens)
+        found, stats = traces.self_traces(
+            sampler, params, train, reward_fn, s.sft.num_traces, s.seed, s.eval.batch_size
+        )
+    cut = sum(len(r) > s.sft.max_response_tokens for _, r in found)
+    if cut:
+        print(f"sft: {cut} of {len(found)} traces are cut at sft.max_response_tokens="
+              f"{s.sft.max_response_tokens}")  # fmt: skip
+    return found, {"num": len(found), "cut_at_max_response_tokens": cut, **stats}
+
+
+def _print_table(results: dict) -> None:
+    print(f"{'':<16}{'MAE':>8}{'RMSE':>8}{'valid':>8}")
+    for name in ("teacher", "bayes_optimal", "sft", "grpo", "eval"):
+        r = results.get(name)
+        if isinstance(r, dict) and "mae" in r:
+            valid = r.get("format_valid_rate")
+            print(
+                f"{name:<16}{r['mae']:>8.4f}{r['rmse']:>8.4f}"
+                f"{'' if valid is None else f'{valid:>8.3f}'}"
+            )
+    for name, r in results.get("baselines", {}).items():
+        print(f"  {name:<14}{r['mae']:>8.4f}{r['rmse']:>8.4f}")
+
+
+def run(settings: Settings) -> dict:
+    """Runs the mode's phases; writes and returns ``workdir/results.json``'s dict."""
+    t0 = time.perf_counter()
+    s = settings
+    workdir = pathlib.Path(s.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    # --- data
+    data = load_data(s.data)
+
+    # --- model side: mesh, tokenizer, model config; prompts; rewards on token ids
+    engine = build_engine(s, corpus=lambda: scratch_corpus(data, s))
+    cfg = engine.model_config
+    print(f"{s.mode}: {cfg.num_params():,} parameters on {device_summary(engine.mesh)}")
+    splits = {
+        name: PromptSet(examples, engine.tokenizer, s.data.prompt)
+        for name, examples in data.examples.items()
+    }
+    reward_fn = reward_function(s, engine)
+
+    # --- baselines on the same test examples
+    results: dict = {"mode": s.mode, **baseline_results(data, s.baselines, s.seed, s.data.source)}
+    test = splits[s.eval.split].sample(s.eval.num_examples, s.seed)
+    writer = MetricWriter(workdir)
+    meta = {
+        "seed": s.seed,
+        "rng_root_key": np.asarray(jax.random.key_data(jax.random.key(s.seed))).tolist(),
+        "config": dataclasses.asdict(s),
+    }
+    timings: dict[str, float] = {}
+
+    # --- the phases
+    done: list[pathlib.Path] = []  # checkpoint directories of the training phases so far
+    last = "eval"  # the name an evaluation reports under: the phase that made the weights
+    for phase in s.phases:
+        tick = time.perf_counter()
+        own = workdir / "checkpoints" / phase if phase in TRAINING_PHASES else None
+        plan = plan_phase(own, done, s.checkpoint.resume_from, s.model.hf_dir)
+        section = getattr(s, phase)
+        if phase in TRAINING_PHASES and (plan.resume_step or 0) >= section.steps > 0:
+            print(f"{phase}: complete ({own}, step {plan.resume_step})")
+        elif phase == "eval":
+            params = engine.weights(plan.initial)
+            print(f"eval of {last} weights ({plan.initial}) on {len(test)} {s.eval.split} examples")
+            result = evaluate(
+                engine.sampler(greedy=True), params, test, reward_fn, s.eval.batch_size, 3
+            )
+            results[last] = result
+            writer.write(
+                0, {f"final/{last}_{k}": v for k, v in result.items() if isinstance(v, int | float)}
+            )
+        else:
+            resumed = "" if plan.resume_step is None else f", resuming step {plan.resume_step}"
+            print(f"{phase}: weights from {plan.initial}{resumed}", flush=True)
+            params = engine.weights(plan.initial)
+            ckpt = Checkpointer(
+                own,
+                save_every=s.checkpoint.save_every,
+                keep_latest=s.checkpoint.max_to_keep,
+                best_metric="eval/mae" if phase == "grpo" else None,
+                async_save=s.checkpoint.async_save,
+            )
+            common = dict(mesh=engine.mesh, ckpt=ckpt, resume_step=plan.resume_step,
+                          writer=writer, seed=s.seed, meta=meta)  # fmt: skip
+            if phase == "sft":
+                found, results["sft_traces"] = _traces(
+                    s, data, engine, splits["train"], params, reward_fn
+                )
+                objective = SFTObjective(training_forward(s.model, cfg, 1.0))
+                out = run_sft(params, found, s.sft, objective=objective, pad_id=engine.pad_id,
+                              buckets=s.sampling.prompt_buckets, **common)  # fmt: skip
+            else:
+                objective = grpo_objective(s, cfg)
+                ref = jax.tree.map(jnp.copy, params) if s.grpo.kl_coef > 0 else None
+                validation = splits["validation"].sample(s.grpo.eval_examples, s.seed)
+                out = run_grpo(
+                    params, ref, s.grpo, objective=objective, train=splits["train"],
+                    validation=validation if len(validation) else None,
+                    sampler=engine.sampler(greedy=False), eval_sampler=engine.sampler(greedy=True),
+                    reward_fn=reward_fn, eval_batch_size=s.eval.batch_size, **common,
+                )  # fmt: skip
+            results[f"{phase}_history"] = [
+                h for h in out.history if "eval/mae" in h
+            ] or out.history[-1:]
+        if own is not None:
+            done.append(own)
+            last = phase
+        timings[f"{phase}_s" if phase != "eval" else f"eval_{last}_s"] = time.perf_counter() - tick
+
+    # --- outputs
+    results["seconds"] = {k: round(v, 1) for k, v in timings.items()}
+    results["seconds"]["total"] = round(time.perf_counter() - t0, 1)
+    if s.checkpoint.export_hf and done:
+        from reczero_jax.hf.checkpoint import export_hf
+
+        final = engine.weights(plan_phase(None, done, "", "").initial)
+        export_hf(final, cfg, workdir / "hf_export", tokenizer_dir=engine.tokenizer_dir)
+    writer.close()
+    _print_table(results)
+    out_file = workdir / "results.json"
+    out_file.write_text(json.dumps(results, indent=2, default=float) + "\n")
+    print(f"wrote {out_file}")
+    return results

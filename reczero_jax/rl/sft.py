@@ -1,0 +1,77 @@
+"""RecOne's cold start: supervised fine-tuning on (prompt, response) traces.
+
+Each loop step: the batch (``batch_indices`` of seed and step) -> one train step with the
+cross-entropy objective -> metrics -> checkpoint.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from reczero_jax.checkpointing import Checkpointer
+from reczero_jax.data.prompt_set import batch_indices
+from reczero_jax.observe import MetricWriter
+from reczero_jax.rl.objectives import SFTBatch, SFTObjective
+from reczero_jax.rl.phase import PhaseResult, StepLog, checkpoint_meta, host_metrics, restore
+from reczero_jax.rl.step import batch_sharding, init_train_state, jit_train_step, make_optimizer
+from reczero_jax.settings import SFTSettings
+
+
+def sft_batch(traces, idx, prompt_len: int, resp_len: int, pad_id: int) -> SFTBatch:
+    """B traces as groups of one (numpy): prompts left-padded (cut from the left to
+    ``prompt_len``), responses right-padded and cut at ``resp_len``."""
+    b = len(idx)
+    prompt = np.full((b, prompt_len), pad_id, np.int32)
+    prompt_valid = np.zeros((b, prompt_len), bool)
+    resp = np.full((b, 1, resp_len), pad_id, np.int32)
+    mask = np.zeros((b, 1, resp_len), bool)
+    for row, i in enumerate(idx):
+        p, r = traces[i]
+        p, r = p[-prompt_len:], r[:resp_len]
+        prompt[row, prompt_len - len(p) :] = p
+        prompt_valid[row, prompt_len - len(p) :] = True
+        resp[row, 0, : len(r)] = r
+        mask[row, 0, : len(r)] = True
+    return SFTBatch(prompt, prompt_valid, resp, mask)
+
+
+def run_sft(
+    params,
+    traces,
+    cfg: SFTSettings,
+    *,
+    objective: SFTObjective,
+    mesh,
+    pad_id: int,
+    buckets: tuple[int, ...],
+    ckpt: Checkpointer,
+    resume_step: int | None,
+    writer: MetricWriter,
+    seed: int,
+    meta: dict,
+    log_every: int = 10,
+) -> PhaseResult:
+    """``cfg.steps`` steps of ``cfg.batch_size`` traces from ``params`` (or from the
+    phase's checkpoint at ``resume_step``). Prompts are padded to the smallest of
+    ``buckets`` that holds the longest trace prompt."""
+    state = init_train_state(params, make_optimizer(cfg.optim))
+    state, start = restore(ckpt, resume_step, state, "sft")
+    step_fn = jit_train_step(state, mesh, objective, cfg.micro_groups or cfg.batch_size)
+    longest = max(len(p) for p, _ in traces)
+    prompt_len = next((b for b in buckets if b >= longest), longest)
+    log = StepLog(
+        writer, "sft", cfg.steps, start, log_every,
+        line=lambda m: f"loss {m['loss']:.4f} ({m['perf/step_s']:.2f} s/step)",
+        shown=("loss",),
+    )  # fmt: skip
+    for step in range(start, cfg.steps):
+        idx = batch_indices(len(traces), cfg.batch_size, step, seed)
+        batch = sft_batch(traces, idx, prompt_len, cfg.max_response_tokens, pad_id)
+        state, metrics = step_fn(state, jax.device_put(batch, batch_sharding(mesh)))
+        log.add(step + 1, host_metrics(metrics))
+        last = step + 1 == cfg.steps
+        ckpt.save(step + 1, state.as_dict(), checkpoint_meta(meta, "sft", step + 1), force=last)
+    log.close()
+    ckpt.close()
+    return PhaseResult(state.params, log.history)
