@@ -20,6 +20,9 @@ with a NaN/inf value is kept by recency alone and never reported as best.
 
 Orbax writes each step into a temporary folder and renames it when complete, so a step folder
 that exists is a whole checkpoint (a crash mid-save leaves only a temporary folder, ignored).
+On ``gs://`` (no rename) Orbax writes the step folder in place and marks it complete with a
+``commit_success.txt`` file last; a folder without it is ignored the same way. Directories may
+be any :mod:`reczero_jax.paths` path (local or ``gs://``).
 
 The state is any pytree of arrays, e.g. ``{'params', 'opt_state', 'step', 'rng'}``. Optax states
 (namedtuples inside tuples, ``EmptyState()``), Python scalars and typed PRNG key arrays
@@ -48,14 +51,16 @@ from __future__ import annotations
 import logging
 import math
 import os
-import pathlib
 from collections.abc import Mapping
 from typing import Any, Literal
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 from orbax.checkpoint import checkpoint_managers as ocp_managers
+
+from reczero_jax import paths
 
 STATE, META = "state", "meta"
 
@@ -67,7 +72,7 @@ _log = logging.getLogger(__name__)
 # ---------------------------------------------------------------------------------------------
 def checkpoint_steps(directory: str | os.PathLike) -> list[int]:
     """The finished checkpoint steps in ``directory``, ascending (``[]`` if it does not exist)."""
-    path = pathlib.Path(directory)
+    path = paths.as_path(directory)
     if not path.is_dir():
         return []
     return sorted(ocp.utils.checkpoint_steps(path))
@@ -107,7 +112,7 @@ def _restore_target(abstract_state: Any) -> Any:
     return jax.tree_util.tree_map_with_path(leaf, abstract_state)
 
 
-def _reading_manager(directory: pathlib.Path):
+def _reading_manager(directory: epath.Path):
     # Not ``read_only=True``: that only adds warnings; a manager that never saves writes nothing.
     options = ocp.CheckpointManagerOptions(create=False)
     return ocp.CheckpointManager(directory, options=options, item_names=(STATE, META))
@@ -167,27 +172,26 @@ def _restore(manager, step: int, abstract_state: Any, partial: bool = False) -> 
         raise FileNotFoundError(
             f"no checkpoint for step {step} in {manager.directory}; available: {sorted(steps)}"
         )
-    args = ocp.args.Composite(
-        **{
-            STATE: ocp.args.StandardRestore(None if partial else _restore_target(abstract_state)),
-            META: ocp.args.JsonRestore(),
-        }
-    )
+    target = _restore_target(abstract_state)
+    if partial:  # read only the requested entries, straight into their shardings
+        restore_args = jax.tree.map(
+            lambda t: ocp.ArrayRestoreArgs(
+                sharding=t.sharding, global_shape=t.shape, dtype=t.dtype
+            ),
+            target,
+        )
+        state_args = ocp.args.PyTreeRestore(target, restore_args, partial_restore=True)
+    else:
+        state_args = ocp.args.StandardRestore(target)
+    args = ocp.args.Composite(**{STATE: state_args, META: ocp.args.JsonRestore()})
     try:
         restored = manager.restore(step, args=args)
     except Exception as e:
         e.add_note(f"while restoring step {step} from {manager.directory}")
         raise
     state = restored[STATE]
-    if partial:  # keep the requested top-level entries, placed like the target
-        state = {
-            key: jax.tree.map(
-                lambda x, t: jax.device_put(np.asarray(x), getattr(t, "sharding", None)),
-                state[key],
-                target,
-            )
-            for key, target in abstract_state.items()
-        }
+    if partial:
+        state = {key: state[key] for key in abstract_state}
     return state, dict(restored[META] or {})
 
 
@@ -200,7 +204,7 @@ def restore_checkpoint(
     ``abstract_state`` may hold a subset of the saved tree (e.g. ``{'params': ...}`` alone,
     to start a new phase from a checkpoint written with another optimizer).
     """
-    path = pathlib.Path(directory)
+    path = paths.as_path(directory)
     steps = checkpoint_steps(path)
     if not steps:
         raise FileNotFoundError(f"no Orbax checkpoint in {path}")
@@ -250,7 +254,7 @@ class Checkpointer:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
         if best_mode not in ("min", "max"):
             raise ValueError(f"best_mode must be 'min' or 'max', got {best_mode!r}")
-        self.directory = pathlib.Path(directory).absolute()
+        self.directory = paths.absolute(directory)
         self.save_every = save_every
         self.keep_latest = keep_latest
         self.best_metric = best_metric

@@ -9,20 +9,30 @@ the config key to change.
 
 :func:`plan_phase` decides, top to bottom, where a phase's weights come from and whether
 it continues its own checkpoint.
+
+Every folder may be local or remote (``gs://``, :mod:`reczero_jax.paths`). transformers and
+our memory-mapped safetensors reader need local files, so a remote Hugging Face or
+tokenizer folder is copied to a local temporary folder first (once per process): its small
+files (``HF_SMALL_FILES``: config, tokenizer, generation config) when the engine is built,
+its weights (``*.safetensors`` and the index) only when they are loaded. A scratch model's
+tokenizer trained for a remote workdir is written locally and uploaded to
+``workdir/tokenizer``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import pathlib
 import tempfile
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import jax
+from etils import epath
 from jax.sharding import Mesh
 
-from reczero_jax import sharding
+from reczero_jax import multihost, paths, sharding
 from reczero_jax.checkpointing import checkpoint_steps, restore_checkpoint
 from reczero_jax.config_parsing import ConfigError
 from reczero_jax.hf.checkpoint import load_hf_params
@@ -36,6 +46,10 @@ from reczero_jax.text.tiny_tokenizer import build_tiny_tokenizer
 from reczero_jax.text.token_bytes import TokenBytes, token_byte_table
 from reczero_jax.text.tokenizer import eos_token_ids, load_tokenizer, pad_token_id
 
+# The files of a Hugging Face folder copied locally when it is remote: every small one the
+# tokenizer, config.json and generation_config.json may need (not the weights).
+HF_SMALL_FILES = ("*.json", "*.jinja", "*.txt", "*.model")
+
 
 # ------------------------------------------------------------------ where weights come from
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +62,7 @@ class WeightSource:
     """
 
     kind: Literal["phase", "resume_from", "hf", "scratch"]
-    path: pathlib.Path | None = None
+    path: epath.Path | None = None
     step: int | None = None
 
     def __str__(self) -> str:
@@ -66,8 +80,8 @@ class PhasePlan:
 
 
 def plan_phase(
-    own_dir: str | pathlib.Path | None,
-    earlier_dirs: Sequence[str | pathlib.Path],
+    own_dir: str | os.PathLike | None,
+    earlier_dirs: Sequence[str | os.PathLike],
     resume_from: str,
     hf_dir: str,
 ) -> PhasePlan:
@@ -84,15 +98,17 @@ def plan_phase(
 
     Rules 2-5 give ``initial``, the weights the phase started from, also when it resumes
     (rule 1): the KL reference of GRPO is those weights, never the resumed ones.
+    Paths may be local or remote; ``WeightSource.path`` is an ``epath.Path``.
     """
     own = checkpoint_steps(own_dir) if own_dir is not None else []
     resume_step = own[-1] if own else None
     for directory in reversed(list(earlier_dirs)):
         steps = checkpoint_steps(directory)
         if steps:
-            return PhasePlan(WeightSource("phase", pathlib.Path(directory), steps[-1]), resume_step)
+            source = WeightSource("phase", paths.as_path(directory), steps[-1])
+            return PhasePlan(source, resume_step)
     if resume_from:
-        path = pathlib.Path(resume_from)
+        path = paths.as_path(resume_from)
         steps = checkpoint_steps(path)
         if steps:
             return PhasePlan(WeightSource("resume_from", path, steps[-1]), resume_step)
@@ -103,9 +119,9 @@ def plan_phase(
             "finished step folders such as <dir>/1000, or a path to one of them)"
         )
     if hf_dir:
-        if not pathlib.Path(hf_dir).is_dir():
+        if not paths.as_path(hf_dir).is_dir():
             raise ConfigError(f"config.model.hf_dir: {hf_dir!r} is not a directory")
-        return PhasePlan(WeightSource("hf", pathlib.Path(hf_dir)), resume_step)
+        return PhasePlan(WeightSource("hf", paths.as_path(hf_dir)), resume_step)
     return PhasePlan(WeightSource("scratch"), resume_step)
 
 
@@ -118,8 +134,10 @@ class Engine:
       settings: the run's settings (the model, sampling and seed sections are read).
       mesh: ('data', 'fsdp', 'tensor').
       model_config: the architecture.
-      tokenizer / tokenizer_dir: the tokenizer and the folder it was loaded from.
-      hf_dir: the Hugging Face folder of the architecture, or None (scratch shapes).
+      tokenizer / tokenizer_dir: the tokenizer and the local folder it was loaded from (a
+        local copy when the configured folder is remote).
+      hf_dir: the Hugging Face folder of the architecture (as configured, maybe remote), or
+        None (scratch shapes).
       eos_ids / pad_id: end-of-answer ids and the padding id.
       token_bytes: each id's UTF-8 bytes (stop strings, rewards).
     """
@@ -129,7 +147,7 @@ class Engine:
     model_config: ModelConfig
     tokenizer: Any
     tokenizer_dir: pathlib.Path
-    hf_dir: pathlib.Path | None
+    hf_dir: epath.Path | None
     eos_ids: tuple[int, ...]
     pad_id: int
     token_bytes: TokenBytes
@@ -148,7 +166,7 @@ class Engine:
             key = jax.random.key(self.settings.seed)
             return init_params(self.model_config, self.mesh, rules, key, self.param_dtype)
         shardings = param_shardings(self.model_config, self.mesh, rules, self.param_dtype)
-        if source.kind == "hf":
+        if source.kind == "hf":  # a remote folder's weights are copied locally (once)
             return load_hf_params(source.path, self.model_config, shardings, self.param_dtype)
         shapes, _ = abstract_params(self.model_config, self.param_dtype)
         target = jax.tree.map(
@@ -233,17 +251,19 @@ def scratch_config(scratch: ScratchModel, tokenizer) -> ModelConfig:
 
 
 def _tokenizer_dir(settings: Settings, corpus: Callable[[], list[str]] | None) -> pathlib.Path:
-    """``model.tokenizer_dir``; else ``model.hf_dir``; else a byte-level BPE trained offline
-    on ``corpus()`` (or a small built-in corpus) and kept under ``workdir/tokenizer``."""
+    """The local folder of ``model.tokenizer_dir``; else of ``model.hf_dir``; else a
+    byte-level BPE trained offline on ``corpus()`` (or a small built-in corpus) and kept
+    under ``workdir/tokenizer``. A remote folder is copied to a local one."""
     m = settings.model
     if m.tokenizer_dir or m.hf_dir:
-        return pathlib.Path(m.tokenizer_dir or m.hf_dir)
-    root = pathlib.Path(settings.workdir) if settings.workdir else pathlib.Path(tempfile.mkdtemp())
-    out = root / "tokenizer"
-    if not (out / "tokenizer.json").is_file():
+        return paths.local_copy(m.tokenizer_dir or m.hf_dir, HF_SMALL_FILES)
+    out = paths.as_path(settings.workdir or tempfile.mkdtemp()) / "tokenizer"
+    if multihost.is_primary() and not (out / "tokenizer.json").is_file():  # process 0 trains it
         texts = corpus() if corpus is not None else None
-        build_tiny_tokenizer(out, corpus=texts, vocab_size=m.scratch.tokenizer_vocab_size)
-    return out
+        with paths.writing_to(out) as local:
+            build_tiny_tokenizer(local, corpus=texts, vocab_size=m.scratch.tokenizer_vocab_size)
+    multihost.barrier("tokenizer")  # the others read it once it is written
+    return paths.local_copy(out)
 
 
 def build_engine(settings: Settings, corpus: Callable[[], list[str]] | None = None) -> Engine:
@@ -253,11 +273,12 @@ def build_engine(settings: Settings, corpus: Callable[[], list[str]] | None = No
     when it is empty; ``corpus`` gives the texts a scratch model's tokenizer is trained on.
     """
     mesh = build_mesh(settings)
-    hf_dir = pathlib.Path(settings.model.hf_dir) if settings.model.hf_dir else None
+    hf_dir = paths.as_path(settings.model.hf_dir) if settings.model.hf_dir else None
     tokenizer_dir = _tokenizer_dir(settings, corpus)
     tokenizer = load_tokenizer(tokenizer_dir)
-    if hf_dir is not None:
-        config = ModelConfig.from_hf_dir(hf_dir)
+    hf_local = paths.local_copy(hf_dir, HF_SMALL_FILES) if hf_dir is not None else None
+    if hf_local is not None:
+        config = ModelConfig.from_hf_dir(hf_local)
     else:
         config = scratch_config(settings.model.scratch, tokenizer)
     check_mesh_fits_model(mesh, config)
@@ -266,7 +287,7 @@ def build_engine(settings: Settings, corpus: Callable[[], list[str]] | None = No
             f"config.model.tokenizer_dir: the tokenizer has {len(tokenizer)} tokens but the "
             f"model's vocab_size is {config.vocab_size}"
         )
-    eos = eos_token_ids(tokenizer, hf_dir) or config.eos_token_ids
+    eos = eos_token_ids(tokenizer, hf_local) or config.eos_token_ids
     return Engine(
         settings=settings,
         mesh=mesh,

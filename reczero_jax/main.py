@@ -7,6 +7,7 @@ message and exit status 2, not a traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from absl import app, flags, logging
@@ -57,6 +58,15 @@ def run(settings) -> dict:
     return run_mode(settings)
 
 
+def quiet_unless_primary() -> None:
+    """Only process 0 prints progress: the others' standard output goes to /dev/null
+    (their errors still reach standard error)."""
+    import jax
+
+    if jax.process_index() != 0:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+
+
 def explain_bad_override(argv: list[str]) -> str | None:
     """Names the first ``--config.a.b=value`` override whose key does not exist."""
     spec = None
@@ -104,7 +114,8 @@ def main(argv) -> None:
     try:
         if _CONFIG.value is None:
             raise SystemExit("error: --config=configs/NAME.py is required")
-        settings = load_settings(_CONFIG.value)
+        settings = load_settings(_CONFIG.value)  # joins the other processes when distributed
+        quiet_unless_primary()
         run(settings)
     except _user_errors() as e:
         print(f"error: {e}", file=sys.stderr)

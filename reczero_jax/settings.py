@@ -9,12 +9,12 @@ key) and returns a :class:`Settings`. Nothing below the entry point reads the Co
 from __future__ import annotations
 
 import dataclasses
-import pathlib
 
 from reczero_jax.config_parsing import ConfigError, from_mapping
 from reczero_jax.data.data_config import BaselinesConfig, DataConfig
 from reczero_jax.model.decoder import REMAT_POLICIES
 from reczero_jax.model.params import DTYPES as DTYPE_TABLE
+from reczero_jax.paths import as_path
 from reczero_jax.rewards.grammar import PRESETS
 from reczero_jax.rl.advantages import STD_MODES
 from reczero_jax.rl.losses import AGGREGATIONS, KL_ESTIMATORS
@@ -77,9 +77,10 @@ class ModelSettings:
     """Which weights to run and in which precision.
 
     Attributes:
-      hf_dir: a Hugging Face checkpoint folder (config.json + safetensors). Empty: a tiny
+      hf_dir: a Hugging Face checkpoint folder (config.json + safetensors; local or
+        ``gs://``, a remote one is copied to a local temporary folder). Empty: a tiny
         random Qwen2-style model and tokenizer are built offline under the workdir.
-      tokenizer_dir: tokenizer folder; empty means ``hf_dir``.
+      tokenizer_dir: tokenizer folder (local or ``gs://``); empty means ``hf_dir``.
       dtype: compute dtype ('float32' or 'bfloat16'); logits are always float32.
       param_dtype: storage dtype of the parameters.
       remat: activation rematerialisation in training ('none', 'full', 'dots').
@@ -270,7 +271,8 @@ class SFTSettings:
     Attributes:
       steps / batch_size / micro_groups: optimizer steps, examples per step, examples per
         micro-batch (0: whole batch).
-      traces: 'teacher' (the synthetic world's teacher), 'file' (JSONL at traces_path) or
+      traces: 'teacher' (the synthetic world's teacher), 'file' (JSONL at traces_path, a
+        local path or a URI such as gs://bucket/traces.jsonl) or
         'self' (sampled from the current model, wrong answers rewritten with the true
         rating as a hint).
       num_traces: traces to build (teacher / self).
@@ -353,6 +355,27 @@ class CheckpointSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class DistributedSettings:
+    """One process per host: ``jax.distributed.initialize`` before any device is used.
+
+    Attributes:
+      enabled: initialize the multi-controller runtime (TPU pod slices: every worker
+        runs the same command; the coordinator is found from the TPU environment).
+      coordinator_address / num_processes / process_id: given explicitly where JAX
+        cannot detect them (CPU or GPU clusters); empty / 0 / -1 = detect.
+    """
+
+    enabled: bool = False
+    coordinator_address: str = ""
+    num_processes: int = 0
+    process_id: int = -1
+
+    def __post_init__(self):
+        _require(self.num_processes >= 0, "distributed.num_processes", "must be >= 0")
+        _require(self.process_id >= -1, "distributed.process_id", "must be >= -1 (-1: detect)")
+
+
+@dataclasses.dataclass(frozen=True)
 class GenerateSettings:
     """Mode 'generate': sample answers to one prompt.
 
@@ -380,7 +403,8 @@ class Settings:
       mode: what ``reczero_jax.main`` does; a training mode is the list of phases in
         ``MODE_PHASES``.
       seed: root of all randomness.
-      workdir: output folder (results.json, checkpoints, logs).
+      workdir: output folder (results.json, checkpoints, logs): a local folder or a URI such
+        as ``gs://bucket/run`` (:mod:`reczero_jax.paths`).
     """
 
     mode: str = "generate"
@@ -396,6 +420,7 @@ class Settings:
     grpo: GRPOSettings = GRPOSettings()
     eval: EvalSettings = EvalSettings()
     checkpoint: CheckpointSettings = CheckpointSettings()
+    distributed: DistributedSettings = DistributedSettings()
 
     @property
     def phases(self) -> tuple[str, ...]:
@@ -435,7 +460,7 @@ class Settings:
                 "use sft.traces='file' or 'self' for real data",
             )
             _require(
-                self.sft.traces != "file" or pathlib.Path(self.sft.traces_path).is_file(),
+                self.sft.traces != "file" or as_path(self.sft.traces_path).is_file(),
                 "sft.traces_path",
                 f"{self.sft.traces_path!r} is not a file (sft.traces='file' reads JSONL traces)",
             )
@@ -467,10 +492,27 @@ class Settings:
             )
 
 
+def initialize_distributed(d: DistributedSettings) -> None:
+    """``jax.distributed.initialize`` (once per process, before any device is used); on
+    CPU the collectives go through gloo."""
+    import jax
+
+    if jax.distributed.is_initialized():
+        return
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        coordinator_address=d.coordinator_address or None,
+        num_processes=d.num_processes or None,
+        process_id=None if d.process_id < 0 else d.process_id,
+    )
+
+
 def load_settings(config, num_devices: int | None = None) -> Settings:
     """Validates a ConfigDict (or any nested mapping) into :class:`Settings`, including the
     rules that need the device count (``num_devices``; default: ``jax.device_count()``)."""
     settings = from_mapping(Settings, config, "config")
+    if settings.distributed.enabled:
+        initialize_distributed(settings.distributed)
     if settings.mode not in ("generate", "baselines"):
         if num_devices is None:
             import jax

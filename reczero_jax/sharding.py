@@ -13,6 +13,16 @@ have size 1). Parameters and the main activations carry *logical* axis names ('e
 
 Activation constraints inside the model go through :func:`constrain`, which is a no-op
 unless a mesh has been activated with :func:`use_mesh` while tracing.
+
+Topology. :func:`make_mesh` orders the devices with ``jax.make_mesh``, which follows the
+TPU interconnect (ICI) so that neighbouring mesh coordinates are neighbouring chips. On a
+multi-slice TPU job (devices with several ``slice_index`` values, joined by the slower
+data-centre network, DCN) the ``data`` axis spans the slices
+(``mesh_utils.create_hybrid_device_mesh``): data parallelism only all-reduces gradients
+once per step, which DCN bears, while ``fsdp`` (weight all-gathers every layer) and
+``tensor`` (activation collectives every layer) stay inside a slice, on ICI. Every axis is
+``AxisType.Auto``: shardings come from the logical rules and ``jit``'s in/out shardings,
+not from explicit-sharding types.
 """
 
 from __future__ import annotations
@@ -24,8 +34,8 @@ import math
 from collections.abc import Iterator, Sequence
 
 import jax
-import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.experimental import mesh_utils
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 MESH_AXES = ("data", "fsdp", "tensor")
 BATCH_AXES = ("data", "fsdp")
@@ -81,18 +91,30 @@ def resolve_mesh_shape(shape: Sequence[int], num_devices: int) -> tuple[int, int
 
 
 def make_mesh(shape: Sequence[int], devices: Sequence[jax.Device] | None = None) -> Mesh:
-    """Builds a ('data', 'fsdp', 'tensor') mesh.
+    """Builds a ('data', 'fsdp', 'tensor') mesh in the interconnect's device order.
 
     Args:
       shape: three sizes; one of them may be -1, meaning "all remaining devices". A mesh
         with fewer devices than present uses the first ones.
       devices: the devices to use (default: all devices, in `jax.devices()` order).
+    Several TPU slices: ``data`` must be a multiple of the slice count and spans them.
     """
     devices = list(jax.devices() if devices is None else devices)
     shape = resolve_mesh_shape(shape, len(devices))
     devices = devices[: math.prod(shape)]  # a smaller mesh uses the first devices
-    device_array = np.asarray(devices, dtype=object).reshape(shape)
-    return Mesh(device_array, MESH_AXES)
+    types = (AxisType.Auto,) * len(MESH_AXES)
+    slices = sorted({getattr(d, "slice_index", 0) for d in devices})
+    if len(slices) > 1:
+        if shape[0] % len(slices):
+            raise ShardingError(
+                f"mesh.shape {shape}: data={shape[0]} must be a multiple of the {len(slices)} "
+                "TPU slices (the data axis spans the slices over DCN)"
+            )
+        ici = (shape[0] // len(slices), shape[1], shape[2])
+        dcn = (len(slices), 1, 1)
+        array = mesh_utils.create_hybrid_device_mesh(ici, dcn, devices)
+        return Mesh(array, MESH_AXES, axis_types=types)
+    return jax.make_mesh(shape, MESH_AXES, types, devices=devices)
 
 
 def batch_shards(mesh: Mesh) -> int:

@@ -115,6 +115,21 @@ def test_round_trip_8_device_mesh_and_other_mesh_shapes(tmp_path):
         _assert_bitwise_equal(state, restored)
 
 
+def test_partial_restore_reads_the_params_alone_into_another_layout(tmp_path):
+    """A new phase starts from another checkpoint's weights: only 'params' is requested,
+    restored onto another mesh's shardings; the directory is left as it was."""
+    state = _place(_state(), _mesh((2, 2, 2)))
+    with Checkpointer(tmp_path / "ckpt", save_every=1) as ckpt:
+        ckpt.save(3, state, {"phase": "sft"}, force=True)
+    before = sorted(p.name for p in (tmp_path / "ckpt").iterdir())
+    target = {"params": _abstract(state, _mesh((1, 4, 2)))["params"]}
+    restored, meta = restore_checkpoint(tmp_path / "ckpt", None, target, partial=True)
+    assert set(restored) == {"params"} and meta["phase"] == "sft"
+    _assert_bitwise_equal(state["params"], restored["params"])
+    _assert_shardings(restored, target)
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == before
+
+
 def test_restore_onto_concrete_arrays(tmp_path):
     mesh = _mesh((2, 2, 2))
     state = _place(_state(), mesh)

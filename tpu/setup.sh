@@ -6,11 +6,11 @@ set -euo pipefail
 
 USAGE_TEXT="On every worker of the TPU VM: get the project (git clone --repo, or copy the local
 checkout --src with gcloud compute tpus tpu-vm scp --recurse), create a venv, then the pinned
-install of the project's README: pip install -r requirements.txt, pip install
+install of the project's README: pip install -r requirements.txt -r requirements-gcs.txt, pip install
 \"$JAX_TPU_REQUIREMENT\", pip install --no-deps -e . Safe to run again (updates the code)."
 tpu_flags
 flag repo "" "git URL to clone on the workers instead of copying --src"
-flag src "$PROJECT_ROOT" "local checkout to copy (its pyproject.toml, requirements.txt, reczero_jax/, configs/)"
+flag src "$PROJECT_ROOT" "local checkout to copy (its pyproject.toml, requirements*.txt, reczero_jax/, configs/)"
 flag remote-dir "$DEFAULT_REMOTE_DIR" "project folder on the workers (relative to home)"
 flag python "$DEFAULT_PYTHON" "Python (>= 3.11) that creates the venv"
 switch no-apt "do not apt-get install PYTHON and PYTHON-venv (the image already has them)"
@@ -23,7 +23,7 @@ if [[ -z $REMOTE_DIR || $REMOTE_DIR == / || $REMOTE_DIR == -* ]]; then
 fi
 
 # What --src copies: enough to install and run (not .venv/, .git/ or tests/).
-SRC_ITEMS=(pyproject.toml requirements.txt reczero_jax configs)
+SRC_ITEMS=(pyproject.toml requirements.txt requirements-gcs.txt reczero_jax configs)
 
 dir=$(quote "$REMOTE_DIR")
 steps=()
@@ -55,7 +55,7 @@ steps+=(
   "$(join_quoted "$PYTHON" -m venv .venv)"
   ". .venv/bin/activate"
   "python -m pip install -q --upgrade pip"
-  "pip install -r requirements.txt"
+  "pip install -r requirements.txt -r requirements-gcs.txt"
   "pip install \"$JAX_TPU_REQUIREMENT\""
   "pip install --no-deps -e ."
   "python -c \"import jax; print(jax.__version__)\""

@@ -41,6 +41,11 @@ class PromptSet:
             )
         return self._ids[i]
 
+    def rows(self, indices) -> PromptRows:
+        """The token ids of prompts ``indices``, as a lazy sequence: ``rows[k]`` tokenizes
+        prompt ``indices[k]`` when it is first read (a sampler reads only its rows)."""
+        return PromptRows(self, [int(i) for i in indices])
+
     def text(self, i: int) -> str:
         return build_prompt(self.examples[i], self.tokenizer, self.prompt_cfg).text
 
@@ -53,6 +58,19 @@ class PromptSet:
         out = PromptSet([self.examples[i] for i in pick], self.tokenizer, self.prompt_cfg)
         out._ids = {j: self._ids[i] for j, i in enumerate(pick) if i in self._ids}
         return out
+
+
+class PromptRows:
+    """A lazy sequence of the token ids of some prompts of a PromptSet."""
+
+    def __init__(self, prompts: PromptSet, indices: list[int]):
+        self._prompts, self._indices = prompts, indices
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    def __getitem__(self, k: int) -> list[int]:
+        return self._prompts.ids(self._indices[k])
 
 
 def batch_indices(num_examples: int, batch: int, step: int, seed: int) -> np.ndarray:

@@ -7,8 +7,9 @@
 
 The config name is ``<source>_<hash>``: the hash covers every DataConfig field that
 changes the examples (not ``prompt`` nor ``tfds_data_dir``), plus the user's file
-names; ``manual_dir`` is the folder of ``data.path``. Ratings and averages are stored
-as float32 (the record format has no float64): averages come back within ~1e-7.
+names; ``manual_dir`` is the folder of ``data.path`` (local or ``gs://``). Ratings and
+averages are stored as float32 (the record format has no float64): averages come back
+within ~1e-7.
 Examples are keyed by (split, index), so the same files and config give byte-identical
 records. Bump
 ``VERSION`` whenever the example layout or the history rules change.
@@ -27,6 +28,7 @@ import tensorflow_datasets as tfds
 from reczero_jax.data.data_config import DataConfig
 from reczero_jax.data.examples import Example, HistoryEntry, ItemReview
 from reczero_jax.data.loader import load_data
+from reczero_jax.paths import as_path, is_remote
 
 _TFDS_SPLITS = {"train": "train", "validation": "validation", "test": "test"}
 
@@ -123,7 +125,7 @@ class RecZeroExamples(tfds.core.GeneratorBasedBuilder):
     def _split_generators(self, dl_manager):
         cfg: DataConfig = self.builder_config.data
         if cfg.source != "synthetic":
-            root = pathlib.Path(dl_manager.manual_dir)
+            root = as_path(dl_manager.manual_dir)
             cfg = dataclasses.replace(
                 cfg,
                 path=str(root / cfg.path),
@@ -151,14 +153,19 @@ def config_name(cfg: DataConfig) -> str:
     return f"{cfg.source}_{digest}"
 
 
+def _resolve(path: str):
+    """A local path resolved (symlinks, relative parts); a URI as it is."""
+    return as_path(path) if is_remote(path) else pathlib.Path(path).resolve()
+
+
 def make_builder(cfg: DataConfig) -> tuple[RecZeroExamples, str | None]:
     """(builder, manual_dir) for ``cfg``; manual_dir is the folder of ``cfg.path``."""
     manual_dir = None
     local = cfg
     if cfg.source != "synthetic":
-        path = pathlib.Path(cfg.path).resolve()
+        path = _resolve(cfg.path)
         manual_dir = str(path.parent)
-        meta = pathlib.Path(cfg.meta_path).resolve() if cfg.meta_path else None
+        meta = _resolve(cfg.meta_path) if cfg.meta_path else None
         if meta is not None and meta.parent != path.parent:
             raise ValueError(
                 f"data.meta_path {meta} must lie in the folder of data.path ({path.parent}) "

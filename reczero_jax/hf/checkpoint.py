@@ -6,7 +6,11 @@ from the memory-mapped safetensors files (see ``param_mapping`` for the layout v
 on the host to the requested dtype. Nothing is materialised whole on one device first.
 
 ``export_hf`` writes the reverse: safetensors (sharded with an index when large) plus
-``config.json``, gathering one parameter at a time to the host.
+``config.json``, gathering one parameter at a time to the host. Its folder may be remote
+(``gs://``): the files are written to a local temporary folder, then uploaded
+(:func:`reczero_jax.paths.writing_to`). ``load_hf_params`` memory-maps local files: a remote
+folder's safetensors files and index are first copied to a local temporary folder, once per
+process (:func:`reczero_jax.paths.local_copy`).
 
 Rule for a tied model (``tie_word_embeddings``) whose checkpoint still holds
 ``lm_head.weight``: it is ignored when bitwise equal to ``model.embed_tokens.weight``, and an
@@ -16,7 +20,9 @@ model of ours would silently compute other logits; set ``tie_word_embeddings=fal
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import pathlib
 import shutil
 from collections.abc import Mapping
@@ -26,10 +32,13 @@ import jax
 import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
+from etils import epath
 
+from reczero_jax import paths
 from reczero_jax.hf import param_mapping as pm
 from reczero_jax.hf import safetensors_io as st
 from reczero_jax.model.model_config import ModelConfig
+from reczero_jax.multihost import to_host
 
 EXPORT_DTYPES = {"float32": np.dtype(np.float32), "bfloat16": np.dtype(ml_dtypes.bfloat16)}
 TOKENIZER_FILE_PATTERNS = (
@@ -44,6 +53,7 @@ TOKENIZER_FILE_PATTERNS = (
     "chat_template.jinja",
     "generation_config.json",
 )
+WEIGHT_FILE_PATTERNS = ("*.safetensors", "*.safetensors.index.json")
 _MAX_LISTED_PROBLEMS = 10
 
 
@@ -52,10 +62,11 @@ class HFCheckpointError(ValueError):
 
 
 # ----------------------------------------------------------------------------- checks
-def open_checkpoint(hf_dir: str | pathlib.Path) -> st.SafetensorsCheckpoint:
-    """Opens the safetensors files of ``hf_dir`` (header only), with HFCheckpointError."""
+def open_checkpoint(hf_dir: str | os.PathLike) -> st.SafetensorsCheckpoint:
+    """Opens the safetensors files of ``hf_dir`` (header only), with HFCheckpointError; a
+    remote folder's weight files are copied locally first."""
     try:
-        return st.SafetensorsCheckpoint(hf_dir)
+        return st.SafetensorsCheckpoint(paths.local_copy(hf_dir, WEIGHT_FILE_PATTERNS))
     except (st.SafetensorsError, OSError) as e:
         raise HFCheckpointError(str(e)) from None
 
@@ -166,7 +177,7 @@ def _read_slice(
 
 
 def load_hf_params(
-    hf_dir: str | pathlib.Path,
+    hf_dir: str | os.PathLike,
     config: ModelConfig,
     shardings: Any = None,
     dtype: Any = jnp.float32,
@@ -174,7 +185,8 @@ def load_hf_params(
     """Loads a HF safetensors checkpoint into our parameter tree, already sharded.
 
     Args:
-      hf_dir: folder with ``model.safetensors`` or ``model.safetensors.index.json`` + shards.
+      hf_dir: folder with ``model.safetensors`` or ``model.safetensors.index.json`` + shards
+        (local, or remote: copied to a local temporary folder first).
       config: the architecture (e.g. ``ModelConfig.from_hf_dir(hf_dir)``).
       shardings: a tree shaped like the params holding ``jax.sharding.Sharding`` leaves
         (``None`` leaves allowed), one Sharding for all, or None: everything on
@@ -211,15 +223,6 @@ def load_hf_params(
 
 
 # ----------------------------------------------------------------------------- export
-def _to_host(x: Any) -> np.ndarray:
-    """A (possibly multi-process sharded) array gathered to a numpy array on this host."""
-    if isinstance(x, jax.Array) and not x.is_fully_addressable:
-        from jax.experimental import multihost_utils
-
-        x = multihost_utils.process_allgather(x, tiled=True)
-    return np.asarray(jax.device_get(x))
-
-
 def _check_params(params: Mapping, config: ModelConfig) -> dict[tuple[str, ...], Any]:
     flat = pm.flatten(params)
     expected = pm.expected_params(config)
@@ -252,29 +255,41 @@ def _export_specs(config: ModelConfig, dtype: np.dtype) -> list[st.TensorSpec]:
 def export_hf(
     params: Mapping,
     config: ModelConfig,
-    out_dir: str | pathlib.Path,
+    out_dir: str | os.PathLike,
     dtype: str = "float32",
-    tokenizer_dir: str | pathlib.Path | None = None,
+    tokenizer_dir: str | os.PathLike | None = None,
     max_shard_bytes: int = st.DEFAULT_MAX_SHARD_BYTES,
-) -> pathlib.Path:
+) -> pathlib.Path | epath.Path:
     """Writes ``params`` as a HF checkpoint ``AutoModelForCausalLM.from_pretrained`` loads.
 
     Args:
       params: our parameter tree (any sharding; gathered one parameter at a time).
       config: the architecture; ``config.json`` is ``config.to_hf_dict(dtype)``.
-      out_dir: created if needed.
+      out_dir: created if needed; local, or remote (written locally, then uploaded).
       dtype: 'float32' or 'bfloat16' for the stored tensors.
-      tokenizer_dir: if given, its tokenizer files are copied too.
+      tokenizer_dir: if given (local or remote), its tokenizer files are copied too.
       max_shard_bytes: above this total, shards ``model-0000k-of-0000n.safetensors`` + index.
 
     Every process must call this (gathers may be collective); only process 0 writes.
+    Returns ``out_dir`` (a ``pathlib.Path``, or an ``epath.Path`` when remote).
     """
     if dtype not in EXPORT_DTYPES:
         raise HFCheckpointError(f"export dtype {dtype!r} is not one of {sorted(EXPORT_DTYPES)}")
-    np_dtype = EXPORT_DTYPES[dtype]
     flat = _check_params(params, config)
-    out_dir = pathlib.Path(out_dir)
+    final = paths.as_path(out_dir) if paths.is_remote(out_dir) else pathlib.Path(out_dir)
     writing = jax.process_index() == 0
+    with paths.writing_to(final) if writing else contextlib.nullcontext() as local:
+        _write_export(flat, config, dtype, local, tokenizer_dir, max_shard_bytes)
+    return final
+
+
+def _write_export(
+    flat: dict, config: ModelConfig, dtype: str, out_dir: pathlib.Path | None, tokenizer_dir,
+    max_shard_bytes: int,
+) -> None:  # fmt: skip
+    """export_hf's work on every process; writes into the local ``out_dir`` unless None."""
+    np_dtype = EXPORT_DTYPES[dtype]
+    writing = out_dir is not None
     shards = st.plan_shards(_export_specs(config, np_dtype), max_shard_bytes)
     file_names = st.shard_file_names(len(shards))
     writers: dict[str, st.SafetensorsFileWriter] = {}
@@ -284,14 +299,14 @@ def export_hf(
             writer = st.SafetensorsFileWriter(out_dir / file_name, shard, {"format": "pt"})
             writers.update({spec.name: writer for spec in shard})
     for row in pm.rows_for(config):
-        host = _to_host(flat[row.path]).astype(np_dtype, copy=False)  # [L, ...] or [...]
+        host = to_host(flat[row.path]).astype(np_dtype, copy=False)  # [L, ...] or [...]
         if not writing:
             continue
         for i, name in enumerate(row.hf_names(config)):
             writers[name].write(name, row.to_hf(host[i] if row.stacked else host, config))
         del host
     if not writing:
-        return out_dir
+        return
     for writer in {id(w): w for w in writers.values()}.values():
         writer.close()
     if len(shards) > 1:
@@ -300,11 +315,15 @@ def export_hf(
     (out_dir / "config.json").write_text(json.dumps(hf_config, indent=2, sort_keys=True) + "\n")
     if tokenizer_dir is not None:
         copy_tokenizer_files(tokenizer_dir, out_dir)
-    return out_dir
 
 
-def copy_tokenizer_files(src: str | pathlib.Path, dst: str | pathlib.Path) -> list[str]:
-    """Copies the tokenizer (and generation config) files of ``src`` into ``dst``."""
+def copy_tokenizer_files(src: str | os.PathLike, dst: str | os.PathLike) -> list[str]:
+    """Copies the tokenizer (and generation config) files of ``src`` (local or remote) into
+    the local folder ``dst``."""
+    if paths.is_remote(src):
+        if not paths.as_path(src).is_dir():
+            raise HFCheckpointError(f"tokenizer_dir {src} is not a folder")
+        src = paths.local_copy(src, TOKENIZER_FILE_PATTERNS)
     src = pathlib.Path(src)
     if not src.is_dir():
         raise HFCheckpointError(f"tokenizer_dir {src} is not a folder")

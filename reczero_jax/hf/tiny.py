@@ -8,6 +8,7 @@ generates is noise, but every code path (loading, sharding, sampling) is exercis
 
 from __future__ import annotations
 
+import os
 import pathlib
 import tempfile
 
@@ -43,9 +44,8 @@ def tiny_config(vocab_size: int, eos_id: int, pad_id: int, **overrides) -> Model
     return ModelConfig(**fields)
 
 
-def make_tiny_checkpoint(out_dir: str | pathlib.Path, seed: int = 0, **overrides) -> pathlib.Path:
-    """Writes tokenizer + random weights into ``out_dir`` and returns it."""
-    out_dir = pathlib.Path(out_dir)
+def make_tiny_checkpoint(out_dir: str | os.PathLike, seed: int = 0, **overrides) -> pathlib.Path:
+    """Writes tokenizer + random weights into ``out_dir`` (local or remote) and returns it."""
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer_dir = build_tiny_tokenizer(pathlib.Path(tmp) / "tokenizer")
         tokenizer = load_tokenizer(tokenizer_dir)
@@ -53,5 +53,4 @@ def make_tiny_checkpoint(out_dir: str | pathlib.Path, seed: int = 0, **overrides
         config = tiny_config(vocab, tokenizer.eos_token_id, tokenizer.pad_token_id, **overrides)
         mesh = sharding.make_mesh((1, 1, 1), jax.devices()[:1])
         params = init_params(config, mesh, sharding.SAMPLE_RULES, jax.random.key(seed))
-        export_hf(params, config, out_dir, tokenizer_dir=tokenizer_dir)
-    return out_dir
+        return export_hf(params, config, out_dir, tokenizer_dir=tokenizer_dir)

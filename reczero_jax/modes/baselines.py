@@ -1,14 +1,15 @@
 """Mode 'baselines': the classical rating predictors on the test examples
-(:mod:`reczero_jax.baselines.evaluate`), printed and written to ``workdir/results.json``."""
+(:mod:`reczero_jax.baselines.evaluate`), printed and written to ``workdir/results.json``
+(the workdir may be remote, :mod:`reczero_jax.paths`)."""
 
 from __future__ import annotations
 
 import json
-import pathlib
 import time
 
 from reczero_jax.baselines.evaluate import baseline_results
 from reczero_jax.data.loader import load_data
+from reczero_jax.paths import as_path
 from reczero_jax.settings import Settings
 
 
@@ -33,7 +34,7 @@ def run(settings: Settings) -> dict:
     results["data"]["split"] = settings.data.split
     results["seconds"] = round(time.perf_counter() - t0, 2)
     print(format_table(results))
-    out = pathlib.Path(settings.workdir)
+    out = as_path(settings.workdir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
     print(f"wrote {out / 'results.json'}")

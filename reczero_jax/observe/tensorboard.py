@@ -18,15 +18,26 @@ Protobuf messages written (field number, wire type)::
 The first record of a file carries ``file_version = "brain.Event:2"``; every later record carries
 one scalar summary. ``read_scalars`` parses the same subset back, checking both CRCs of every
 record (it is meant for tests and quick inspection, not as a general protobuf decoder).
+
+The log folder may be local or remote (:mod:`reczero_jax.paths`). Each writer owns one new
+event file, written through :class:`reczero_jax.paths.AppendFile`: appended to when local; on an
+object store (``gs://``, no append) its records are kept in memory and the whole file is
+rewritten at each ``flush``, every version holding the previous one as its prefix, so
+TensorBoard, which reads event files incrementally, sees a file that only grows. A remote file
+thus costs one upload of its whole size per flush (records are about 60 bytes per scalar);
+the metric writer flushes a remote one at most every few seconds.
 """
 
 from __future__ import annotations
 
 import os
-import pathlib
 import socket
 import struct
 import time
+
+from etils import epath
+
+from reczero_jax.paths import AppendFile, as_path
 
 FILE_VERSION = "brain.Event:2"
 _FILE_GLOB = "*tfevents*"
@@ -130,7 +141,8 @@ def _f32(value: float) -> bytes:
 # Writer.
 # ---------------------------------------------------------------------------------------------
 class EventFileWriter:
-    """Appends scalar summaries to a new ``events.out.tfevents.<time>.<host>`` file in ``logdir``.
+    """Appends scalar summaries to a new ``events.out.tfevents.<time>.<host>`` file in ``logdir``
+    (local or remote, module docstring).
 
     Usage::
 
@@ -139,12 +151,13 @@ class EventFileWriter:
         w.flush()   # make the records visible to TensorBoard now
         w.close()
 
-    Records are buffered by the OS file object; ``flush`` pushes them to disk. Non-finite values
+    Records are buffered (by the OS file object, or in memory for a remote file); ``flush``
+    pushes them to disk or to the object store. Non-finite values
     are written as they are (TensorBoard shows NaN/inf); filter them before if unwanted.
     """
 
     def __init__(self, logdir: str | os.PathLike):
-        self.logdir = pathlib.Path(logdir)
+        self.logdir = as_path(logdir)
         self.logdir.mkdir(parents=True, exist_ok=True)
         base = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}"
         path = self.logdir / base
@@ -153,7 +166,7 @@ class EventFileWriter:
             suffix += 1
             path = self.logdir / f"{base}.{suffix}"
         self.path = path
-        self._file = open(path, "xb")  # noqa: SIM115 (closed in close())
+        self._file: AppendFile | None = AppendFile(path, exclusive=True)  # closed in close()
         self._write(encode_event(time.time(), 0, file_version=FILE_VERSION))
         self.flush()
 
@@ -175,8 +188,7 @@ class EventFileWriter:
 
     def close(self) -> None:
         if self._file is not None:
-            self._file.flush()
-            self._file.close()
+            self._file.close()  # flushes
             self._file = None
 
     def __enter__(self) -> EventFileWriter:
@@ -195,7 +207,7 @@ class CorruptRecordError(ValueError):
 
 def iter_records(path: str | os.PathLike):
     """Yield the payload of every TFRecord in ``path``, verifying both masked CRCs."""
-    data = pathlib.Path(path).read_bytes()
+    data = as_path(path).read_bytes()
     pos = 0
     while pos < len(data):
         if pos + 12 > len(data):
@@ -272,9 +284,9 @@ def decode_event(buf: bytes) -> dict:
     return event
 
 
-def event_files(path_or_dir: str | os.PathLike) -> list[pathlib.Path]:
+def event_files(path_or_dir: str | os.PathLike) -> list[epath.Path]:
     """The event files at ``path_or_dir``: the file itself, or a directory's ``*tfevents*``."""
-    p = pathlib.Path(path_or_dir)
+    p = as_path(path_or_dir)
     if p.is_dir():
         return sorted(p.glob(_FILE_GLOB))
     if p.is_file():

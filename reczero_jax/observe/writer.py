@@ -15,6 +15,17 @@ logged step, the steps in between are logged again, so a step may appear on seve
 reader should keep the last line for each step. TensorBoard handles the same case by itself
 (a new event file per run; it shows the later points).
 
+The workdir may be local or remote (``gs://``; :mod:`reczero_jax.paths`). Local: both files are
+appended to and flushed at every ``write``, so a crash loses at most the line being written.
+Remote (an object store cannot append): both files go through
+:class:`reczero_jax.paths.AppendFile`, which keeps their content in memory (the JSONL starting
+from what the object already holds, so a resumed run still appends) and rewrites each whole
+object when flushed. ``write`` uploads them when at least ``remote_flush_s`` seconds (default
+10) have passed since the last upload, ``flush`` and ``close`` always do (the run closes the
+writer at its end and when preempted). Lines written in between stay in memory until then, so
+a crash loses them: at most ``remote_flush_s`` seconds' worth of writes. Each upload rewrites
+both files whole (a few MB for a long run).
+
 Only process 0 writes (``enabled`` defaults to ``jax.process_index() == 0``). On other
 processes every method is a cheap no-op and no file or directory is created.
 """
@@ -24,13 +35,14 @@ from __future__ import annotations
 import json
 import math
 import os
-import pathlib
 import time
 from collections.abc import Mapping
 
 import numpy as np
+from etils import epath
 
 from reczero_jax.observe.tensorboard import EventFileWriter
+from reczero_jax.paths import AppendFile, as_path, is_remote
 
 JSONL_NAME = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
@@ -72,29 +84,36 @@ class MetricWriter:
     """Writes metrics to ``<workdir>/metrics.jsonl`` and ``<workdir>/tensorboard/``.
 
     Args:
-      workdir: the run directory (created if missing).
+      workdir: the run directory (created if missing), local or remote.
       enabled: whether this process writes; ``None`` means ``jax.process_index() == 0``.
+      remote_flush_s: for a remote workdir, the least seconds between two uploads caused by
+        ``write`` (module docstring); ignored for a local one.
 
-    Use as a context manager or call ``close()``. ``write`` flushes both files, so a crash loses
-    at most the line being written.
+    Use as a context manager or call ``close()``. Locally ``write`` flushes both files, so a
+    crash loses at most the line being written.
     """
 
-    def __init__(self, workdir: str | os.PathLike, enabled: bool | None = None):
-        self.workdir = pathlib.Path(workdir)
+    def __init__(
+        self, workdir: str | os.PathLike, enabled: bool | None = None, remote_flush_s: float = 10.0
+    ):
+        self.workdir = as_path(workdir)
         self.enabled = _default_enabled() if enabled is None else bool(enabled)
-        self._jsonl = None
+        self.remote_flush_s = float(remote_flush_s) if is_remote(self.workdir) else 0.0
+        self._last_flush = -math.inf
+        self._jsonl: AppendFile | None = None
         self._tb = None
         if self.enabled:
             self.workdir.mkdir(parents=True, exist_ok=True)
-            self._jsonl = open(self.workdir / JSONL_NAME, "a", encoding="utf-8")  # noqa: SIM115
+            self._jsonl = AppendFile(self.workdir / JSONL_NAME)
             self._tb = EventFileWriter(self.workdir / TENSORBOARD_DIR)
+            self._last_flush = time.monotonic()
 
     @property
-    def jsonl_path(self) -> pathlib.Path:
+    def jsonl_path(self) -> epath.Path:
         return self.workdir / JSONL_NAME
 
     @property
-    def tensorboard_dir(self) -> pathlib.Path:
+    def tensorboard_dir(self) -> epath.Path:
         return self.workdir / TENSORBOARD_DIR
 
     def write(self, step: int, metrics: Mapping[str, float | int]) -> None:
@@ -123,14 +142,15 @@ class MetricWriter:
             record[name] = value if finite else None
             if finite:
                 self._tb.scalar(name, value, step, wall_time=now)
-        self._jsonl.write(json.dumps(record, allow_nan=False) + "\n")
-        self._jsonl.flush()
-        self._tb.flush()
+        self._jsonl.write((json.dumps(record, allow_nan=False) + "\n").encode("utf-8"))
+        if time.monotonic() - self._last_flush >= self.remote_flush_s:  # always when local
+            self.flush()
 
     def flush(self) -> None:
         if self._jsonl is not None:
             self._jsonl.flush()
             self._tb.flush()
+            self._last_flush = time.monotonic()
 
     def close(self) -> None:
         """Flush and close both files; later ``write`` calls raise. Safe to call twice."""
@@ -149,5 +169,5 @@ class MetricWriter:
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     """The records of a ``metrics.jsonl`` file, in order (``null`` comes back as ``None``)."""
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    text = as_path(path).read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.split("\n") if line.strip()]

@@ -20,6 +20,7 @@ import numpy as np
 
 from reczero_jax.data.prompt_set import PromptSet
 from reczero_jax.metrics import lenient_rating_metrics, strict_rating_metrics
+from reczero_jax.multihost import to_host
 from reczero_jax.sampling.sampler import GroupSampler
 
 
@@ -44,14 +45,14 @@ def evaluate(
     for lo in range(0, n, batch_size):
         idx = list(range(lo, min(lo + batch_size, n)))
         idx_padded = idx + [idx[0]] * (batch_size - len(idx))
-        out = sampler.sample(params, [prompts.ids(i) for i in idx_padded], 1, key=jax.random.key(0))
+        out = sampler.sample(params, prompts.rows(idx_padded), 1, key=jax.random.key(0))
         rew = reward_fn(out.tokens, out.lengths, prompts.targets[idx_padded][:, None])
         real = len(idx)
-        valid.append(np.asarray(rew.valid)[:real, 0])
-        rating.append(np.asarray(rew.rating)[:real, 0])
-        lengths.append(np.asarray(out.lengths)[:real, 0])
+        valid.append(to_host(rew.valid)[:real, 0])
+        rating.append(to_host(rew.rating)[:real, 0])
+        lengths.append(to_host(out.lengths)[:real, 0])
         if len(texts) < keep_texts:
-            tokens = np.asarray(out.tokens)
+            tokens = to_host(out.tokens)
             for r in range(min(real, keep_texts - len(texts))):
                 answer = tokens[r, 0, : int(lengths[-1][r])].tolist()
                 texts.append(prompts.tokenizer.decode(answer))

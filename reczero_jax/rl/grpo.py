@@ -20,6 +20,7 @@ from reczero_jax.checkpointing import Checkpointer
 from reczero_jax.data.prompt_set import PromptSet, batch_indices
 from reczero_jax.metrics import strict_rating_metrics
 from reczero_jax.model.model_config import ModelConfig
+from reczero_jax.multihost import to_host
 from reczero_jax.observe import MetricWriter, PhaseTimer
 from reczero_jax.rl.advantages import group_advantages, zero_std_fraction
 from reczero_jax.rl.evaluation import evaluate
@@ -32,7 +33,9 @@ from reczero_jax.rl.phase import (
     host_metrics,
     mean_metrics,
     restore,
+    stop_if_preempted,
 )
+from reczero_jax.rl.preemption import PreemptionWatch
 from reczero_jax.rl.step import batch_sharding, init_train_state, jit_train_step, make_optimizer
 from reczero_jax.sampling.sampler import GroupSampler
 from reczero_jax.settings import GRPOSettings, Settings
@@ -53,7 +56,7 @@ def grpo_objective(settings: Settings, config: ModelConfig) -> GRPOObjective:
 def rollout(
     sampler: GroupSampler,
     params,
-    prompts: list[list[int]],
+    prompts,
     targets: np.ndarray,
     fallbacks: np.ndarray,
     reward_fn,
@@ -63,8 +66,9 @@ def rollout(
     """G answers to each of B prompts, their rewards and advantages.
 
     Args:
-      prompts: B lists of token ids; targets / fallbacks: float32 [B] true ratings and the
-        strict metric's stand-ins.
+      prompts: a sequence of B prompts' token ids (each process reads only the rows it
+        holds); targets / fallbacks: float32 [B] true ratings and the strict metric's
+        stand-ins.
       reward_fn: ``(tokens [B, G, T], lengths [B, G], targets [B, G]) -> RewardOut``.
     Returns the GRPOBatch (no reference log-probs) and the rollout's metrics.
     """
@@ -73,7 +77,7 @@ def rollout(
     sample_s = time.perf_counter() - tick
     b, g, t = out.tokens.shape
     targets_bg = np.broadcast_to(targets[:, None], (b, g))
-    rew = reward_fn(out.tokens, out.lengths, jnp.asarray(targets_bg))
+    rew = reward_fn(out.tokens, out.lengths, np.ascontiguousarray(targets_bg, np.float32))
     adv = jax.block_until_ready(group_advantages(rew.reward, cfg.advantage_std))
     reward_s = time.perf_counter() - tick - sample_s
     batch = GRPOBatch(
@@ -84,21 +88,21 @@ def rollout(
         old_logp=out.logprobs,
         advantages=adv,
     )
-    valid, rating = np.asarray(rew.valid), np.asarray(rew.rating)
+    valid, rating, reward = to_host(rew.valid), to_host(rew.rating), to_host(rew.reward)
     fallbacks_bg = np.broadcast_to(fallbacks[:, None], (b, g))
     strict = strict_rating_metrics(
         rating.ravel(), valid.ravel(), targets_bg.ravel(), fallbacks_bg.ravel()
     )
-    lengths = np.asarray(out.lengths)
+    lengths = to_host(out.lengths)
     metrics = {
-        "reward/mean": float(jnp.mean(rew.reward)),
-        "reward/std": float(jnp.std(rew.reward)),
+        "reward/mean": float(reward.mean()),
+        "reward/std": float(reward.std()),
         "format/valid_frac": float(valid.mean()),
         "batch/mae": strict["mae"],
-        "groups/frac_reward_zero_std": float(zero_std_fraction(rew.reward)),
+        "groups/frac_reward_zero_std": float(zero_std_fraction(reward)),
         "response/length_mean": float(lengths.mean()),
         "response/length_max": float(lengths.max()),
-        "response/stopped_frac": float(np.asarray(out.stopped).mean()),
+        "response/stopped_frac": float(to_host(out.stopped).mean()),
         "rollout/tokens": float(lengths.sum()),
         "time/sample_s": sample_s,
         "time/reward_s": reward_s,
@@ -144,12 +148,14 @@ def run_grpo(
     writer: MetricWriter,
     seed: int,
     meta: dict,
+    watch: PreemptionWatch | None = None,
     log_every: int = 5,
 ) -> PhaseResult:
     """``cfg.steps`` GRPO steps from ``params`` (or the phase's checkpoint at
     ``resume_step``). ``ref_params``: the KL reference (the weights the phase started
     from), used only when ``cfg.kl_coef > 0``. Every ``cfg.eval_every`` steps, greedy strict
     MAE on ``validation`` (a fixed random sample); checkpoints carry it so the best is kept.
+    ``watch`` may stop the phase at a step boundary (:mod:`reczero_jax.rl.preemption`).
     """
     state = init_train_state(params, make_optimizer(cfg.optim))
     state, start = restore(ckpt, resume_step, state, "grpo")
@@ -169,7 +175,7 @@ def run_grpo(
         step_key = jax.random.fold_in(root, step)
         with timer.phase("rollout"):
             batch, m = rollout(
-                sampler, state.params, [train.ids(int(i)) for i in idx], train.targets[idx],
+                sampler, state.params, train.rows(idx), train.targets[idx],
                 train.fallbacks[idx], reward_fn, cfg, jax.random.fold_in(step_key, 0),
             )  # fmt: skip
             if ref_fn is not None:
@@ -204,6 +210,7 @@ def run_grpo(
             metrics = {"eval/mae": result["mae"]}
         meta_now = checkpoint_meta(meta, "grpo", done)
         ckpt.save(done, state.as_dict(), meta_now, metrics=metrics, force=done == cfg.steps)
+        stop_if_preempted(watch, ckpt, done, cfg.steps, state, meta, "grpo")
     log.close()
     ckpt.close()
     return PhaseResult(state.params, log.history)

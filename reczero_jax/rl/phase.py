@@ -17,6 +17,7 @@ import numpy as np
 
 from reczero_jax.checkpointing import Checkpointer
 from reczero_jax.observe import MetricWriter, Progress
+from reczero_jax.rl.preemption import Preempted, PreemptionWatch
 from reczero_jax.rl.step import TrainState
 
 
@@ -36,6 +37,18 @@ def restore(ckpt: Checkpointer, resume_step: int | None, state: TrainState, name
     saved, meta = ckpt.restore(resume_step, state.as_dict())
     print(f"{name}: resumed from step {resume_step} ({ckpt.directory})", flush=True)
     return state.replace_from(saved), int(meta.get("data_position", resume_step))
+
+
+def stop_if_preempted(
+    watch: PreemptionWatch | None, ckpt: Checkpointer, step: int, last: int, state, meta, phase
+) -> None:
+    """At a step boundary before the phase's last step: if the run must stop, save this
+    step (unless it is saved already), wait until it is on disk, raise Preempted."""
+    if watch is None or step >= last or not watch.stop_at(step):
+        return
+    ckpt.save(step, state.as_dict(), checkpoint_meta(meta, phase, step), force=True)
+    ckpt.close()  # waits for every pending save
+    raise Preempted(phase, step)
 
 
 def checkpoint_meta(base: dict, phase: str, step: int) -> dict:

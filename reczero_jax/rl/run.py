@@ -14,6 +14,9 @@ How a run flows, top to bottom in :func:`run`:
    (``rl.sft.run_sft``, ``rl.grpo.run_grpo`` or ``rl.evaluation.evaluate``) and the
    next phase starts from its last checkpoint;
 5. the final weights as a Hugging Face folder, the table, ``workdir/results.json``.
+
+The workdir may be local or remote (``gs://``): every path under it is an ``epath.Path``
+(:mod:`reczero_jax.paths`).
 """
 
 from __future__ import annotations
@@ -21,13 +24,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import pathlib
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from etils import epath
 
+from reczero_jax import multihost
 from reczero_jax.baselines.evaluate import baseline_results
 from reczero_jax.checkpointing import Checkpointer
 from reczero_jax.data.loader import LoadedData, load_data
@@ -35,11 +39,13 @@ from reczero_jax.data.prompt_set import PromptSet, tokenizer_corpus
 from reczero_jax.data.teacher import teacher_trace
 from reczero_jax.engine import Engine, build_engine, device_summary, plan_phase
 from reczero_jax.observe import MetricWriter
+from reczero_jax.paths import as_path
 from reczero_jax.rewards import ByteTable, RewardSpec, compute_rewards
 from reczero_jax.rl import traces
 from reczero_jax.rl.evaluation import evaluate
 from reczero_jax.rl.grpo import grpo_objective, run_grpo
 from reczero_jax.rl.objectives import SFTObjective, training_forward
+from reczero_jax.rl.preemption import Preempted, PreemptionWatch
 from reczero_jax.rl.sft import run_sft
 from reczero_jax.settings import Settings
 
@@ -87,6 +93,49 @@ def _traces(s: Settings, data: LoadedData, engine: Engine, train: PromptSet, par
     return found, {"num": len(found), "cut_at_max_response_tokens": cut, **stats}
 
 
+def _evaluate_phase(s: Settings, engine: Engine, plan, test, reward_fn, writer, name) -> dict:
+    """Greedy strict evaluation of the weights ``plan`` points to, on ``test``."""
+    params = engine.weights(plan.initial)
+    print(f"eval of {name} weights ({plan.initial}) on {len(test)} {s.eval.split} examples")
+    result = evaluate(engine.sampler(greedy=True), params, test, reward_fn, s.eval.batch_size, 3)
+    scalars = {f"final/{name}_{k}": v for k, v in result.items() if isinstance(v, int | float)}
+    writer.write(0, scalars)
+    return result
+
+
+def _train_phase(phase, s, engine, data, splits, reward_fn, plan, own, writer, meta, watch):
+    """Runs training phase ``phase`` from ``plan``; returns (PhaseResult, entries for
+    results.json). Raises Preempted when ``watch`` stops it."""
+    cfg = engine.model_config
+    resumed = "" if plan.resume_step is None else f", resuming step {plan.resume_step}"
+    print(f"{phase}: weights from {plan.initial}{resumed}", flush=True)
+    params = engine.weights(plan.initial)
+    ckpt = Checkpointer(
+        own,
+        save_every=s.checkpoint.save_every,
+        keep_latest=s.checkpoint.max_to_keep,
+        best_metric="eval/mae" if phase == "grpo" else None,
+        async_save=s.checkpoint.async_save,
+    )
+    common = dict(mesh=engine.mesh, ckpt=ckpt, resume_step=plan.resume_step, writer=writer,
+                  seed=s.seed, meta=meta, watch=watch)  # fmt: skip
+    if phase == "sft":
+        found, stats = _traces(s, data, engine, splits["train"], params, reward_fn)
+        objective = SFTObjective(training_forward(s.model, cfg, 1.0))
+        out = run_sft(params, found, s.sft, objective=objective, pad_id=engine.pad_id,
+                      buckets=s.sampling.prompt_buckets, **common)  # fmt: skip
+        return out, {"sft_traces": stats}
+    ref = jax.tree.map(jnp.copy, params) if s.grpo.kl_coef > 0 else None  # KL reference
+    validation = splits["validation"].sample(s.grpo.eval_examples, s.seed)
+    out = run_grpo(
+        params, ref, s.grpo, objective=grpo_objective(s, cfg), train=splits["train"],
+        validation=validation if len(validation) else None,
+        sampler=engine.sampler(greedy=False), eval_sampler=engine.sampler(greedy=True),
+        reward_fn=reward_fn, eval_batch_size=s.eval.batch_size, **common,
+    )  # fmt: skip
+    return out, {}
+
+
 def _print_table(results: dict) -> None:
     print(f"{'':<16}{'MAE':>8}{'RMSE':>8}{'valid':>8}")
     for name in ("teacher", "bayes_optimal", "sft", "grpo", "eval"):
@@ -105,7 +154,7 @@ def run(settings: Settings) -> dict:
     """Runs the mode's phases; writes and returns ``workdir/results.json``'s dict."""
     t0 = time.perf_counter()
     s = settings
-    workdir = pathlib.Path(s.workdir)
+    workdir = as_path(s.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
 
     # --- data
@@ -132,63 +181,35 @@ def run(settings: Settings) -> dict:
     }
     timings: dict[str, float] = {}
 
-    # --- the phases
-    done: list[pathlib.Path] = []  # checkpoint directories of the training phases so far
+    # --- the phases (a SIGTERM or TPU preemption notice stops them at a step boundary)
+    done: list[epath.Path] = []  # checkpoint directories of the training phases so far
     last = "eval"  # the name an evaluation reports under: the phase that made the weights
-    for phase in s.phases:
-        tick = time.perf_counter()
-        own = workdir / "checkpoints" / phase if phase in TRAINING_PHASES else None
-        plan = plan_phase(own, done, s.checkpoint.resume_from, s.model.hf_dir)
-        section = getattr(s, phase)
-        if phase in TRAINING_PHASES and (plan.resume_step or 0) >= section.steps > 0:
-            print(f"{phase}: complete ({own}, step {plan.resume_step})")
-        elif phase == "eval":
-            params = engine.weights(plan.initial)
-            print(f"eval of {last} weights ({plan.initial}) on {len(test)} {s.eval.split} examples")
-            result = evaluate(
-                engine.sampler(greedy=True), params, test, reward_fn, s.eval.batch_size, 3
-            )
-            results[last] = result
-            writer.write(
-                0, {f"final/{last}_{k}": v for k, v in result.items() if isinstance(v, int | float)}
-            )
-        else:
-            resumed = "" if plan.resume_step is None else f", resuming step {plan.resume_step}"
-            print(f"{phase}: weights from {plan.initial}{resumed}", flush=True)
-            params = engine.weights(plan.initial)
-            ckpt = Checkpointer(
-                own,
-                save_every=s.checkpoint.save_every,
-                keep_latest=s.checkpoint.max_to_keep,
-                best_metric="eval/mae" if phase == "grpo" else None,
-                async_save=s.checkpoint.async_save,
-            )
-            common = dict(mesh=engine.mesh, ckpt=ckpt, resume_step=plan.resume_step,
-                          writer=writer, seed=s.seed, meta=meta)  # fmt: skip
-            if phase == "sft":
-                found, results["sft_traces"] = _traces(
-                    s, data, engine, splits["train"], params, reward_fn
-                )
-                objective = SFTObjective(training_forward(s.model, cfg, 1.0))
-                out = run_sft(params, found, s.sft, objective=objective, pad_id=engine.pad_id,
-                              buckets=s.sampling.prompt_buckets, **common)  # fmt: skip
+    with PreemptionWatch() as watch:
+        for phase in s.phases:
+            tick = time.perf_counter()
+            own = workdir / "checkpoints" / phase if phase in TRAINING_PHASES else None
+            plan = plan_phase(own, done, s.checkpoint.resume_from, s.model.hf_dir)
+            if phase == "eval":
+                results[last] = _evaluate_phase(s, engine, plan, test, reward_fn, writer, last)
+            elif (plan.resume_step or 0) >= getattr(s, phase).steps > 0:
+                print(f"{phase}: complete ({own}, step {plan.resume_step})")
             else:
-                objective = grpo_objective(s, cfg)
-                ref = jax.tree.map(jnp.copy, params) if s.grpo.kl_coef > 0 else None
-                validation = splits["validation"].sample(s.grpo.eval_examples, s.seed)
-                out = run_grpo(
-                    params, ref, s.grpo, objective=objective, train=splits["train"],
-                    validation=validation if len(validation) else None,
-                    sampler=engine.sampler(greedy=False), eval_sampler=engine.sampler(greedy=True),
-                    reward_fn=reward_fn, eval_batch_size=s.eval.batch_size, **common,
-                )  # fmt: skip
-            results[f"{phase}_history"] = [
-                h for h in out.history if "eval/mae" in h
-            ] or out.history[-1:]
-        if own is not None:
-            done.append(own)
-            last = phase
-        timings[f"{phase}_s" if phase != "eval" else f"eval_{last}_s"] = time.perf_counter() - tick
+                try:
+                    out, extra = _train_phase(
+                        phase, s, engine, data, splits, reward_fn, plan, own, writer, meta, watch
+                    )
+                except Preempted as e:
+                    writer.close()
+                    print(f"{e}; relaunch the same command to resume", flush=True)
+                    return {"mode": s.mode, "preempted": {"phase": e.phase, "step": e.step}}
+                results.update(extra)
+                evals = [h for h in out.history if "eval/mae" in h]
+                results[f"{phase}_history"] = evals or out.history[-1:]
+            if own is not None:
+                done.append(own)
+                last = phase
+            name = f"eval_{last}_s" if phase == "eval" else f"{phase}_s"
+            timings[name] = time.perf_counter() - tick
 
     # --- outputs
     results["seconds"] = {k: round(v, 1) for k, v in timings.items()}
@@ -200,7 +221,8 @@ def run(settings: Settings) -> dict:
         export_hf(final, cfg, workdir / "hf_export", tokenizer_dir=engine.tokenizer_dir)
     writer.close()
     _print_table(results)
-    out_file = workdir / "results.json"
-    out_file.write_text(json.dumps(results, indent=2, default=float) + "\n")
-    print(f"wrote {out_file}")
+    if multihost.is_primary():  # the other processes print nothing and write no run file
+        out_file = workdir / "results.json"
+        out_file.write_text(json.dumps(results, indent=2, default=float) + "\n")
+        print(f"wrote {out_file}")
     return results

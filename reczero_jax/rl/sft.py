@@ -11,9 +11,18 @@ import numpy as np
 
 from reczero_jax.checkpointing import Checkpointer
 from reczero_jax.data.prompt_set import batch_indices
+from reczero_jax.multihost import global_array, local_rows
 from reczero_jax.observe import MetricWriter
 from reczero_jax.rl.objectives import SFTBatch, SFTObjective
-from reczero_jax.rl.phase import PhaseResult, StepLog, checkpoint_meta, host_metrics, restore
+from reczero_jax.rl.phase import (
+    PhaseResult,
+    StepLog,
+    checkpoint_meta,
+    host_metrics,
+    restore,
+    stop_if_preempted,
+)
+from reczero_jax.rl.preemption import PreemptionWatch
 from reczero_jax.rl.step import batch_sharding, init_train_state, jit_train_step, make_optimizer
 from reczero_jax.settings import SFTSettings
 
@@ -50,14 +59,18 @@ def run_sft(
     writer: MetricWriter,
     seed: int,
     meta: dict,
+    watch: PreemptionWatch | None = None,
     log_every: int = 10,
 ) -> PhaseResult:
     """``cfg.steps`` steps of ``cfg.batch_size`` traces from ``params`` (or from the
-    phase's checkpoint at ``resume_step``). Prompts are padded to the smallest of
+    phase's checkpoint at ``resume_step``); ``watch`` may stop it at a step boundary
+    (:mod:`reczero_jax.rl.preemption`). Prompts are padded to the smallest of
     ``buckets`` that holds the longest trace prompt."""
     state = init_train_state(params, make_optimizer(cfg.optim))
     state, start = restore(ckpt, resume_step, state, "sft")
     step_fn = jit_train_step(state, mesh, objective, cfg.micro_groups or cfg.batch_size)
+    sharding = batch_sharding(mesh)
+    rows = local_rows(sharding, cfg.batch_size)  # the batch rows this process builds
     longest = max(len(p) for p, _ in traces)
     prompt_len = next((b for b in buckets if b >= longest), longest)
     log = StepLog(
@@ -66,12 +79,14 @@ def run_sft(
         shown=("loss",),
     )  # fmt: skip
     for step in range(start, cfg.steps):
-        idx = batch_indices(len(traces), cfg.batch_size, step, seed)
-        batch = sft_batch(traces, idx, prompt_len, cfg.max_response_tokens, pad_id)
-        state, metrics = step_fn(state, jax.device_put(batch, batch_sharding(mesh)))
+        idx = batch_indices(len(traces), cfg.batch_size, step, seed)[rows]  # this process's
+        mine = sft_batch(traces, idx, prompt_len, cfg.max_response_tokens, pad_id)
+        batch = jax.tree.map(lambda x: global_array(sharding, x, cfg.batch_size), mine)
+        state, metrics = step_fn(state, batch)
         log.add(step + 1, host_metrics(metrics))
         last = step + 1 == cfg.steps
         ckpt.save(step + 1, state.as_dict(), checkpoint_meta(meta, "sft", step + 1), force=last)
+        stop_if_preempted(watch, ckpt, step + 1, cfg.steps, state, meta, "sft")
     log.close()
     ckpt.close()
     return PhaseResult(state.params, log.history)

@@ -18,8 +18,8 @@ Every response ends with the end-of-answer id ``eos_id``.
 from __future__ import annotations
 
 import collections
+import io
 import json
-import pathlib
 
 import jax
 import numpy as np
@@ -29,6 +29,8 @@ from reczero_jax.data.prompt_set import PromptSet
 from reczero_jax.data.prompts import INSTRUCTIONS, format_inputs, render
 from reczero_jax.data.synthetic import World
 from reczero_jax.data.teacher import teacher_trace
+from reczero_jax.multihost import to_host
+from reczero_jax.paths import as_path
 from reczero_jax.sampling.sampler import GroupSampler
 
 Trace = tuple[list[int], list[int]]
@@ -60,14 +62,15 @@ def teacher_traces(
 
 
 def file_traces(path: str, train: PromptSet, eos_id: int) -> tuple[list[Trace], dict[str, int]]:
-    """The traces of a JSONL file (module docstring) and the count of skipped lines."""
-    file = pathlib.Path(path)
+    """The traces of a JSONL file (local or remote; module docstring) and the count of
+    skipped lines."""
+    file = as_path(path)
     if not file.is_file():
         raise ConfigError(f"config.sft.traces_path: {file} does not exist")
     by_ids = {(e.user_id, e.item_id): i for i, e in enumerate(train.examples)}
     skipped: collections.Counter[str] = collections.Counter()
     traces: list[Trace] = []
-    with file.open(encoding="utf-8", errors="replace") as f:
+    with file.open("rb") as raw, io.TextIOWrapper(raw, encoding="utf-8", errors="replace") as f:
         for line in f:
             if not line.strip():
                 continue
@@ -118,10 +121,10 @@ def self_traces(
         t = np.concatenate([targets, targets[:1].repeat(pad)]).astype(np.float32)[:, None]
         rew = reward_fn(out.tokens, out.lengths, t)
         # "right" = the same star after rounding half up
-        ok = np.asarray(rew.valid) & (
-            np.floor(np.asarray(rew.rating, np.float64) + 0.5) == np.floor(t + 0.5)
+        ok = to_host(rew.valid) & (
+            np.floor(to_host(rew.rating).astype(np.float64) + 0.5) == np.floor(t + 0.5)
         )
-        tokens, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
+        tokens, lengths = to_host(out.tokens), to_host(out.lengths)
         return [
             (bool(ok[r, 0]), tokens[r, 0, : lengths[r, 0]].tolist()) for r in range(len(prompts))
         ]

@@ -38,7 +38,7 @@ import numpy as np
 from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from reczero_jax import sharding
+from reczero_jax import multihost, sharding
 from reczero_jax.model.decoder import Decoder, lm_head_kernel, logits_from_hidden
 from reczero_jax.model.model_config import ModelConfig
 from reczero_jax.model.params import param_shardings
@@ -257,28 +257,47 @@ class GroupSampler:
 
         B' is B rounded up to a multiple of the mesh's batch shards (the extra rows repeat
         the last prompt) and P the smallest bucket that holds the longest prompt. ``sample``
-        calls this and returns the first B rows as ``GroupSamples.prompt`` /
-        ``prompt_valid``; callers need not call it themselves.
+        pads the same way (each process only the rows it holds) and returns the first B
+        rows as ``GroupSamples.prompt`` / ``prompt_valid``; callers need not call this.
         """
-        if not prompts:
+        b = self._padded_rows(prompts)
+        rows = [prompts[min(i, len(prompts) - 1)] for i in range(b)]
+        return self._pad(rows, self.bucket_for(max(len(x) for x in rows)), 0)
+
+    def _padded_rows(self, prompts) -> int:
+        if not len(prompts):
             raise SamplerError("no prompts given")
-        for i, prompt in enumerate(prompts):
-            if len(prompt) == 0:
-                raise SamplerError(f"prompt {i} is empty")
         shards = sharding.batch_shards(self.mesh)
-        b = -(-len(prompts) // shards) * shards
-        p = self.bucket_for(max(len(x) for x in prompts))
-        tokens = np.full((b, p), self.spec.pad_id, np.int32)
-        valid = np.zeros((b, p), bool)
-        for i in range(b):
-            prompt = np.asarray(prompts[min(i, len(prompts) - 1)], np.int32)
+        return -(-len(prompts) // shards) * shards
+
+    def _pad(self, rows, p: int, first: int) -> tuple[np.ndarray, np.ndarray]:
+        """``rows`` (prompt ``first`` onwards) left-padded into [len(rows), p]."""
+        tokens = np.full((len(rows), p), self.spec.pad_id, np.int32)
+        valid = np.zeros((len(rows), p), bool)
+        for r, prompt in enumerate(rows):
+            prompt = np.asarray(prompt, np.int32)
+            if len(prompt) == 0:
+                raise SamplerError(f"prompt {first + r} is empty")
             if prompt.min() < 0 or prompt.max() >= self.config.vocab_size:
                 raise SamplerError(
-                    f"prompt {i} holds token ids outside [0, {self.config.vocab_size})"
+                    f"prompt {first + r} holds token ids outside [0, {self.config.vocab_size})"
                 )
-            tokens[i, p - len(prompt) :] = prompt
-            valid[i, p - len(prompt) :] = True
+            tokens[r, p - len(prompt) :] = prompt
+            valid[r, p - len(prompt) :] = True
         return tokens, valid
+
+    def _place_prompts(self, prompts) -> tuple[jax.Array, jax.Array]:
+        """The padded prompts as global [B', P] arrays; this process reads (``prompts[i]``)
+        only the rows its devices hold, and all processes agree on the bucket P."""
+        b = self._padded_rows(prompts)
+        rows = multihost.local_rows(self._row_sharding, b)
+        mine = [prompts[min(i, len(prompts) - 1)] for i in range(rows.start, rows.stop)]
+        p = self.bucket_for(multihost.agree_max(max(len(x) for x in mine)))
+        tokens, valid = self._pad(mine, p, rows.start)
+        return (
+            multihost.global_array(self._row_sharding, tokens, b),
+            multihost.global_array(self._row_sharding, valid, b),
+        )
 
     def lower(self, params, tokens, valid, key, num_samples: int):
         """The jitted sampler lowered for these arguments (arrays or ShapeDtypeStructs with
@@ -316,6 +335,9 @@ class GroupSampler:
     ) -> GroupSamples:
         """G = ``num_samples`` answers for each of the B ``prompts`` (lists of token ids).
 
+        ``prompts`` is any sequence (``len`` and indexing): each process reads only the
+        rows its devices hold, so a lazy sequence is tokenized only where it is used.
+
         Without ``key``, every call uses a fresh key folded from the seed and a call
         counter, so repeated calls never reuse randomness.
 
@@ -332,12 +354,9 @@ class GroupSampler:
         if key is None:
             key = jax.random.fold_in(self._base_key, self._calls)
         self._calls += 1
-        tokens_np, valid_np = self.pad_prompts(prompts)
+        tokens, valid = self._place_prompts(prompts)
         params = jax.device_put(params, self.param_shardings(params))
-        tokens = jax.device_put(tokens_np, self._row_sharding)
-        valid = jax.device_put(valid_np, self._row_sharding)
-        key = jax.device_put(key, self._replicated)
-        stop = None if self.stop is None else jax.device_put(self.stop, self._replicated)
+        key, stop = multihost.replicate((key, self.stop), self._replicated)
         out = self._executable(params, tokens, valid, key, num_samples)(
             params, tokens, valid, key, stop
         )

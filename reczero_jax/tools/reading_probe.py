@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import pathlib
 import re
 import sys
 
@@ -83,13 +82,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from reczero_jax.config_parsing import ConfigError
+    from reczero_jax.paths import as_path
     from reczero_jax.settings import load_config_file, load_settings
 
     try:
         config = load_config_file(args.config)
         config.workdir = args.workdir
         settings = load_settings(config)
-        ckpt_dir = pathlib.Path(args.workdir) / "checkpoints" / args.phase
+        ckpt_dir = as_path(args.workdir) / "checkpoints" / args.phase  # local or gs://
         if not ckpt_dir.is_dir():
             raise ConfigError(f"--workdir: no {args.phase} checkpoints in {ckpt_dir}")
         if settings.data.source != "synthetic":

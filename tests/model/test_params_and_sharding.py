@@ -35,6 +35,20 @@ def test_make_mesh_shapes_and_errors():
         sharding.make_mesh((8,))
 
 
+def test_make_mesh_follows_jax_make_mesh_with_auto_axes():
+    """The device order is jax.make_mesh's (the interconnect's on TPU), every axis Auto
+    (the logical rules decide shardings), and a smaller mesh takes the first devices."""
+    from jax.sharding import AxisType
+
+    mesh = sharding.make_mesh((1, -1, 2))
+    reference = jax.make_mesh((1, 4, 2), sharding.MESH_AXES, (AxisType.Auto,) * 3)
+    assert mesh.axis_names == sharding.MESH_AXES
+    assert mesh.axis_types == (AxisType.Auto,) * 3
+    assert [d.id for d in mesh.devices.flat] == [d.id for d in reference.devices.flat]
+    small = sharding.make_mesh((1, 2, 1), jax.devices()[2:6])
+    assert [d.id for d in small.devices.flat] == [d.id for d in jax.devices()[2:4]]
+
+
 def test_rule_sets_train_fsdp_and_sample_tensor_only():
     mesh = sharding.make_mesh((2, 2, 2))
     train = param_shardings(CONFIG, mesh, sharding.TRAIN_RULES)

@@ -69,6 +69,7 @@ def src(tmp_path) -> pathlib.Path:
     (path / "configs").mkdir()
     (path / "pyproject.toml").write_text("")
     (path / "requirements.txt").write_text("")
+    (path / "requirements-gcs.txt").write_text("")
     return path
 
 
@@ -219,7 +220,8 @@ LAUNCH_REMOTE = (
 )
 INSTALL_REMOTE = (
     "python3.11 -m venv .venv && . .venv/bin/activate"
-    " && python -m pip install -q --upgrade pip && pip install -r requirements.txt"
+    " && python -m pip install -q --upgrade pip"
+    " && pip install -r requirements.txt -r requirements-gcs.txt"
     ' && pip install "jax[tpu]==0.10.2" && pip install --no-deps -e .'
     ' && python -c "import jax; print(jax.__version__)"'
 )
@@ -271,7 +273,8 @@ DRY_RUNS = {
             f"{SSH} my-tpu --zone=us-central2-b --worker=all --command='mkdir -p reczero-jax"
             " && rm -rf reczero-jax/reczero_jax reczero-jax/configs'",
             "+ gcloud compute tpus tpu-vm scp --recurse '{src}/pyproject.toml'"
-            " '{src}/requirements.txt' '{src}/reczero_jax' '{src}/configs' my-tpu:reczero-jax"
+            " '{src}/requirements.txt' '{src}/requirements-gcs.txt' '{src}/reczero_jax'"
+            " '{src}/configs' my-tpu:reczero-jax"
             " --zone=us-central2-b --worker=all",
             f"{SSH} my-tpu --zone=us-central2-b --worker=all"
             f" --command='cd reczero-jax && {APT_REMOTE} && {INSTALL_REMOTE}'",

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import ast
 import json
-import pathlib
+
+from etils import epath
 
 from reczero_jax.data.readers.common import RowCollector, as_text, iter_lines, require_file
 from reczero_jax.data.tables import Item, ReadReport, SourceData
@@ -45,7 +46,7 @@ def _categories(value) -> tuple[str, ...]:
     return tuple(dict.fromkeys(c for c in out if c))
 
 
-def read_meta(path: pathlib.Path, version: str, report: ReadReport) -> dict[str, Item]:
+def read_meta(path: epath.Path, version: str, report: ReadReport) -> dict[str, Item]:
     """Items of an Amazon meta file, keyed by asin (2023: parent_asin)."""
     key = "parent_asin" if version == "amazon2023" else "asin"
     items: dict[str, Item] = {}

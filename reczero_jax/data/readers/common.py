@@ -1,28 +1,33 @@
 """File access shared by the readers: line iteration that never dies halfway through a
-file, and a row collector that validates each record and counts what it skips."""
+file, and a row collector that validates each record and counts what it skips. Files may be
+local or remote (``gs://``): every path is an ``epath.Path`` (:mod:`reczero_jax.paths`)."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import math
-import pathlib
+import os
 import zlib
 from collections.abc import Iterator
 
+from etils import epath
+
 from reczero_jax.data.errors import DataError
 from reczero_jax.data.tables import Item, Ratings, ReadReport, SourceData
+from reczero_jax.paths import as_path
 
 
-def require_file(path: str | pathlib.Path, what: str) -> pathlib.Path:
+def require_file(path: str | os.PathLike, what: str) -> epath.Path:
     """Returns ``path`` as a Path, or raises DataError saying which file is missing."""
-    p = pathlib.Path(path)
+    p = as_path(path)
     if not p.is_file():
         raise DataError(f"{what} {p} does not exist or is not a file")
     return p
 
 
 def iter_lines(
-    path: pathlib.Path, report: ReadReport, encoding: str = "utf-8"
+    path: epath.Path, report: ReadReport, encoding: str = "utf-8"
 ) -> Iterator[tuple[int, str]]:
     """Yields (line number from 1, decoded line without newline) of a plain or gzip file.
 
@@ -30,12 +35,15 @@ def iter_lines(
     corrupt gzip stream ends the file with one 'truncated_file' count. Blank lines are
     ignored.
     """
-    with open(path, "rb") as f:
+    path = as_path(path)
+    with path.open("rb") as f:
         gz = f.read(2) == b"\x1f\x8b"
-    opener = gzip.open if gz else open
     lineno = 0
     try:
-        with opener(path, "rb") as f:
+        with (
+            path.open("rb") as file,
+            gzip.GzipFile(fileobj=file) if gz else contextlib.nullcontext(file) as f,
+        ):
             for raw in f:
                 lineno += 1
                 if not raw.strip():
@@ -106,7 +114,7 @@ class RowCollector:
         self.report.kept += 1
         return True
 
-    def finish(self, path: pathlib.Path, items: dict[str, Item]) -> SourceData:
+    def finish(self, path: epath.Path, items: dict[str, Item]) -> SourceData:
         """The SourceData; raises DataError when no row survived."""
         if not self.users:
             raise DataError(

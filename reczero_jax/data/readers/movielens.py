@@ -6,11 +6,12 @@ the movie file are skipped as 'unknown_item'.
 
 from __future__ import annotations
 
-import pathlib
+from etils import epath
 
 from reczero_jax.data.errors import DataError
 from reczero_jax.data.readers.common import RowCollector, iter_lines, require_file
 from reczero_jax.data.tables import Item, ReadReport, SourceData
+from reczero_jax.paths import as_path
 
 GENRES_100K = (
     "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
@@ -24,7 +25,7 @@ _LAYOUT = {  # version -> (ratings file, movies file, separator)
 }
 
 
-def _movies(path: pathlib.Path, version: str, report: ReadReport) -> dict[str, Item]:
+def _movies(path: epath.Path, version: str, report: ReadReport) -> dict[str, Item]:
     items: dict[str, Item] = {}
     for _, line in iter_lines(path, report, encoding="latin-1"):
         parts = line.split("|") if version == "movielens100k" else line.split("::")
@@ -53,7 +54,7 @@ def _movies(path: pathlib.Path, version: str, report: ReadReport) -> dict[str, I
 
 def read_movielens(path: str, meta_path: str, version: str) -> SourceData:
     ratings_name, movies_name, sep = _LAYOUT[version]
-    p = pathlib.Path(path)
+    p = as_path(path)
     if not p.exists():
         raise DataError(f"MovieLens path {p} does not exist")
     ratings_file = require_file(p / ratings_name if p.is_dir() else p, f"{version} ratings file")

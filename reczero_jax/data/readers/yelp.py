@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import datetime
 import json
-import pathlib
+
+from etils import epath
 
 from reczero_jax.data.readers.common import RowCollector, as_text, iter_lines, require_file
 from reczero_jax.data.tables import Item, ReadReport, SourceData
+from reczero_jax.paths import as_path
 
 BUSINESS_FILE = "yelp_academic_dataset_business.json"
 
@@ -28,7 +30,7 @@ def _parse_date(value) -> int | None:
     return int(dt.timestamp())
 
 
-def read_businesses(path: pathlib.Path, report: ReadReport) -> dict[str, Item]:
+def read_businesses(path: epath.Path, report: ReadReport) -> dict[str, Item]:
     items: dict[str, Item] = {}
     for _, line in iter_lines(path, report):
         try:
@@ -59,7 +61,7 @@ def read_businesses(path: pathlib.Path, report: ReadReport) -> dict[str, Item]:
 def read_yelp(path: str, meta_path: str) -> SourceData:
     reviews_file = require_file(path, "Yelp review file")
     report = ReadReport()
-    business_file = pathlib.Path(meta_path) if meta_path else reviews_file.parent / BUSINESS_FILE
+    business_file = as_path(meta_path) if meta_path else reviews_file.parent / BUSINESS_FILE
     items: dict[str, Item] = {}
     if meta_path or business_file.is_file():
         items = read_businesses(require_file(business_file, "Yelp business file"), report)
