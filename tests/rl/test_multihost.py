@@ -12,6 +12,7 @@ import sys
 
 import jax
 import numpy as np
+import safetensors.numpy
 
 from reczero_jax.observe import read_jsonl
 from tests.rl.test_training import final_params, tiny_settings
@@ -26,6 +27,7 @@ def get_config(arg=None):
     settings = tiny_settings(WORKDIR, mode="recone", mesh=(1, -1, 1), steps=3)
     config = ml_collections.ConfigDict(dataclasses.asdict(settings))
     config.sft.steps = 2
+    config.checkpoint.export_hf = True
     return config
 """
 
@@ -98,3 +100,8 @@ def test_multihost_two_processes_equal_one_process(tmp_path):
 
     assert shape(two_dir) == shape(one_dir)
     assert (two_dir / "results.json").is_file()
+    # the HF export gathers the sharded weights: the same tensors as one process wrote
+    one_hf = safetensors.numpy.load_file(str(one_dir / "hf_export" / "model.safetensors"))
+    two_hf = safetensors.numpy.load_file(str(two_dir / "hf_export" / "model.safetensors"))
+    assert sorted(one_hf) == sorted(two_hf) and len(one_hf) > 5
+    assert max(float(np.abs(one_hf[k] - two_hf[k]).max()) for k in one_hf) <= 1e-6
