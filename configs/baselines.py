@@ -8,6 +8,13 @@ Examples:
   --config=configs/baselines.py:synthetic      (the generated world; no files needed)
   --config=configs/baselines.py:small          (a tiny, fast run for smoke tests)
 Prints a MAE / RMSE table and writes DIR/results.json.
+
+The same data section, prepared once as a TFDS dataset (mode 'prepare'; any config works,
+e.g. the training config whose data section it is):
+  python -m reczero_jax.main --config configs/baselines.py --config.mode=prepare \
+      --config.data.tfds_data_dir=DIR   (local or gs://; prints the examples per split)
+The training and evaluation modes then read it lazily when given the same data section and
+tfds_data_dir; this mode (baselines) always reads the raw files (it fits the ratings table).
 """
 
 import ml_collections
@@ -34,7 +41,7 @@ def get_config(arg=None):
     config.data.item_history_len = 10  # item reviews by other users shown
     config.data.review_chars = 400  # reviews cut to this many characters
     config.data.min_history_total = 0  # 5 = the reference code's filter
-    config.data.tfds_data_dir = ""  # '' = the TFDS default
+    config.data.tfds_data_dir = ""  # mode=prepare writes the TFDS dataset here
 
     # ---- Synthetic world (data.source = 'synthetic').
     config.data.synthetic = ml_collections.ConfigDict()

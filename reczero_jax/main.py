@@ -53,6 +53,8 @@ def run(settings) -> dict:
         from reczero_jax.modes.generate import run as run_mode
     elif settings.mode == "baselines":
         from reczero_jax.modes.baselines import run as run_mode
+    elif settings.mode == "prepare":
+        from reczero_jax.modes.prepare import run as run_mode
     else:
         from reczero_jax.rl.run import run as run_mode
     return run_mode(settings)

@@ -21,10 +21,11 @@ from reczero_jax.rl.losses import AGGREGATIONS, KL_ESTIMATORS
 from reczero_jax.sampling.methods import METHODS
 
 # A mode is the list of phases it runs, in order (reczero_jax/rl/run.py runs them);
-# 'generate' and 'baselines' have their own run functions and no training phase.
+# 'generate', 'baselines' and 'prepare' have their own run functions and no training phase.
 MODE_PHASES: dict[str, tuple[str, ...]] = {
     "generate": (),
     "baselines": (),
+    "prepare": (),
     "sft": ("sft", "eval"),
     "grpo": ("grpo", "eval"),
     "recone": ("sft", "eval", "grpo", "eval"),
@@ -430,7 +431,7 @@ class Settings:
         """Rules that combine sections (each section checks its own values)."""
         _require(self.mode in MODES, "mode", f"must be one of {MODES}, got {self.mode!r}")
         _require(
-            self.mode == "generate" or bool(self.workdir),
+            self.mode in ("generate", "prepare") or bool(self.workdir),
             "workdir",
             f"mode {self.mode!r} writes results (and checkpoints) there; set --config.workdir=DIR",
         )
@@ -445,6 +446,13 @@ class Settings:
             f"{self.data.prompt.max_prompt_tokens} exceeds the largest of "
             f"sampling.prompt_buckets ({self.sampling.prompt_buckets[-1]})",
         )
+        if self.mode == "prepare":
+            _require(
+                bool(self.data.tfds_data_dir),
+                "data.tfds_data_dir",
+                "mode 'prepare' writes the TFDS dataset there; set "
+                "--config.data.tfds_data_dir=DIR (local or gs://)",
+            )
         if self.mode == "eval":
             _require(
                 bool(self.checkpoint.resume_from or self.model.hf_dir),
@@ -513,7 +521,7 @@ def load_settings(config, num_devices: int | None = None) -> Settings:
     settings = from_mapping(Settings, config, "config")
     if settings.distributed.enabled:
         initialize_distributed(settings.distributed)
-    if settings.mode not in ("generate", "baselines"):
+    if settings.phases:  # the training modes: batches split over the mesh
         if num_devices is None:
             import jax
 

@@ -131,11 +131,19 @@ def _training(mode="recone", workdir="/tmp/unused", **sections):
             _training(mode="generate", generate={"prompt": ""}),
             r"config\.generate\.prompt: mode \"generate\" needs a prompt",
         ),
+        (_training(mode="prepare"), r"config\.data\.tfds_data_dir: mode 'prepare' writes"),
     ],
 )
 def test_rules_across_sections_name_the_key(config, message):
     with pytest.raises(ConfigError, match=message):
         load_settings(config, num_devices=1)
+
+
+def test_prepare_needs_a_tfds_data_dir_and_no_workdir_nor_devices():
+    config = _training(mode="prepare", workdir="", data={"tfds_data_dir": "gs://b/tfds"})
+    config.mesh.shape = (1, 1, 8)  # no mesh is built: the device rules do not apply
+    settings = load_settings(config, num_devices=1)
+    assert settings.phases == () and settings.data.tfds_data_dir == "gs://b/tfds"
 
 
 def test_the_teacher_rule_holds_only_in_modes_with_a_cold_start():

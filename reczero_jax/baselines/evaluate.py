@@ -8,6 +8,11 @@ Predictors: global_mean, user_mean, item_mean, bias (mu + b_u + b_i), mf (biased
 and three that read only the prompt's numbers: history_user_avg, history_item_avg and
 teacher = round((user_avg_rating + item_avg_rating) / 2). The synthetic source adds
 bayes_optimal, the expected floor given the world's latents.
+
+Examples read from a prepared dataset of a file source come without the ratings table
+(``data.source is None``): only the three predictors that read the prompt's numbers are
+scored then, and the results say that the fitted ones need ``mode=baselines`` on the raw
+files.
 """
 
 from __future__ import annotations
@@ -29,12 +34,40 @@ def _index(ids: np.ndarray, keys: list[str]) -> np.ndarray:
     return np.array([lookup.get(k, -1) for k in keys], dtype=np.int64)
 
 
+FITTED = ("global_mean", "user_mean", "item_mean", "bias", "mf")
+NOT_FITTED_NOTE = (
+    "the fitted baselines (" + ", ".join(FITTED) + ") need the ratings table, which a "
+    "prepared dataset (data.tfds_data_dir) does not hold: run mode=baselines on the raw files"
+)
+
+
+def _scores(preds: dict[str, np.ndarray], target: np.ndarray) -> dict:
+    return {
+        name: {"mae": metrics.mae(p, target), "rmse": metrics.rmse(p, target)}
+        for name, p in preds.items()
+    }
+
+
+def prompt_number_predictions(test) -> dict[str, np.ndarray]:
+    """The predictors that read only the prompt's numbers (no ratings table needed)."""
+    u_avg = np.array([e.user_avg_rating for e in test])
+    i_avg = np.array([e.item_avg_rating for e in test])
+    return {
+        "history_user_avg": u_avg,
+        "history_item_avg": i_avg,
+        "teacher": teacher_rating(u_avg, i_avg),
+    }
+
+
 def evaluate_baselines(data: LoadedData, cfg: BaselinesConfig, seed: int) -> dict:
-    """{name: {'mae', 'rmse'}} on data.examples['test'] (see the module docstring)."""
-    r = data.source.ratings
-    tr, va = data.split == TRAIN, data.split == VALID
+    """{name: {'mae', 'rmse'}} on data.examples['test'] (see the module docstring); only
+    the prompt-number predictors when ``data.source`` is None."""
     test = data.examples["test"]
     target = np.array([e.rating for e in test])
+    if data.source is None:
+        return _scores(prompt_number_predictions(test), target)
+    r = data.source.ratings
+    tr, va = data.split == TRAIN, data.split == VALID
     # Training-set user / item indices (-1 where the id never occurs in train).
     tr_users, tr_items = set(r.user[tr].tolist()), set(r.item[tr].tolist())
     u = _index(r.user_ids, [e.user_id for e in test])
@@ -59,30 +92,26 @@ def evaluate_baselines(data: LoadedData, cfg: BaselinesConfig, seed: int) -> dic
         patience=cfg.patience,
         seed=seed,
     )
-    u_avg = np.array([e.user_avg_rating for e in test])
-    i_avg = np.array([e.item_avg_rating for e in test])
     preds = {
         "global_mean": means.predict_global(len(test)),
         "user_mean": means.predict_user(u),
         "item_mean": means.predict_item(i),
         "bias": bias.predict(u, i),
         "mf": mf.predict(u, i),
-        "history_user_avg": u_avg,
-        "history_item_avg": i_avg,
-        "teacher": teacher_rating(u_avg, i_avg),
+        **prompt_number_predictions(test),
     }
-    out = {
-        name: {"mae": metrics.mae(p, target), "rmse": metrics.rmse(p, target)}
-        for name, p in preds.items()
-    }
+    out = _scores(preds, target)
     out["mf"]["best_epoch"] = mf.best_epoch
     return out
 
 
 def baseline_results(data: LoadedData, cfg: BaselinesConfig, seed: int, source: str) -> dict:
     """``{'baselines', 'data'}`` and, for the synthetic world, ``'bayes_optimal'`` and
-    ``'teacher'``: the rows every results.json carries beside the LLM's."""
+    ``'teacher'``: the rows every results.json carries beside the LLM's. Without the
+    ratings table, ``'baselines_note'`` says why the fitted baselines are missing."""
     results: dict = {"baselines": evaluate_baselines(data, cfg, seed)}
+    if data.source is None:
+        results["baselines_note"] = NOT_FITTED_NOTE
     results["data"] = {"source": source, **data.counts()}
     if data.world is not None:
         results["bayes_optimal"] = bayes_floor(data.world, data.examples["test"])

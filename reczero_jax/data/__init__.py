@@ -6,7 +6,7 @@ pulls in tensorflow_datasets).
 
 from reczero_jax.data.data_config import BaselinesConfig, DataConfig, PromptConfig, SyntheticConfig
 from reczero_jax.data.examples import Example, HistoryEntry, ItemReview, build_examples
-from reczero_jax.data.loader import LoadedData, load_data
+from reczero_jax.data.loader import LoadedData, load_data, load_raw
 from reczero_jax.data.prompts import (
     FOUR_STEP_TAGS,
     INSTRUCTIONS,
@@ -44,6 +44,7 @@ __all__ = [
     "build_examples",
     "build_prompt",
     "load_data",
+    "load_raw",
     "make_world",
     "read_source",
     "teacher_rating",

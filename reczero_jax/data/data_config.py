@@ -134,7 +134,9 @@ class DataConfig:
       review_chars: reviews are cut to this many characters.
       min_history_total: drop examples whose two histories hold fewer entries together
         (5 = the reference code's filter; 0 = only the paper's non-empty filter).
-      tfds_data_dir: where the TFDS builder writes prepared data ('' = TFDS default).
+      tfds_data_dir: the folder (local or ``gs://``) of the TFDS dataset of these examples:
+        ``mode=prepare`` writes it there once; when set, the training and evaluation modes
+        read the examples from it, lazily ('' = build them from the raw data).
     """
 
     source: str = "synthetic"

@@ -1,8 +1,11 @@
-"""One entry point from a ``DataConfig`` to split ratings and examples."""
+"""One entry point from a ``DataConfig`` to split ratings and examples: the raw files (or
+the synthetic world), or the TFDS dataset prepared from them under ``data.tfds_data_dir``
+(``mode=prepare``; :mod:`reczero_jax.data.tfds_builder`, imported only then)."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -20,21 +23,32 @@ class LoadedData:
     """Everything the modes need.
 
     Attributes:
-      source: the ratings table, items and the bad-input report.
-      split: int8 [N], TRAIN / VALID / TEST per rating row (see splits.py).
-      examples: {'train' | 'validation' | 'test': [Example]} after the history filters.
+      source: the ratings table, items and the bad-input report; None when the examples
+        come from a prepared dataset of a file source (it holds no ratings table).
+      split: int8 [N], TRAIN / VALID / TEST per rating row (see splits.py); None with
+        ``source``.
+      examples: {'train' | 'validation' | 'test': a sequence of Example} after the history
+        filters: lists, or lazy sequences that read a prepared dataset's records.
       filter_stats: how many targets each filter dropped.
       world: the synthetic world (latents), None for file sources.
+      stored_counts: the raw data's :meth:`counts`, kept with a prepared dataset.
     """
 
-    source: SourceData
-    split: np.ndarray
-    examples: dict[str, list[Example]]
+    source: SourceData | None
+    split: np.ndarray | None
+    examples: dict[str, Sequence[Example]]
     filter_stats: dict[str, int]
     world: World | None = None
+    stored_counts: dict | None = None
 
     def counts(self) -> dict:
-        """Counts for results files: ratings, users, items, ratings and examples per split."""
+        """Counts for results files: ratings, users, items, ratings and examples per split
+        (without a ratings table: those stored with the prepared dataset)."""
+        if self.source is None:
+            out = dict(self.stored_counts or {})
+            out.update({f"{k}_examples": len(v) for k, v in self.examples.items()})
+            out.update(self.filter_stats)
+            return out
         r = self.source.ratings
         out = {
             "ratings": len(r),
@@ -51,6 +65,18 @@ class LoadedData:
 
 
 def load_data(cfg: DataConfig, splits: tuple[str, ...] = SPLIT_NAMES) -> LoadedData:
+    """The examples of ``splits``: read lazily from the dataset prepared under
+    ``cfg.tfds_data_dir`` when it is set (DataError naming it when nothing is prepared
+    there), else built from the raw data (:func:`load_raw`). Both give equal examples in
+    the same order."""
+    if cfg.tfds_data_dir:
+        from reczero_jax.data.tfds_builder import load_prepared
+
+        return load_prepared(cfg, splits)
+    return load_raw(cfg, splits)
+
+
+def load_raw(cfg: DataConfig, splits: tuple[str, ...] = SPLIT_NAMES) -> LoadedData:
     """Reads (or generates) the ratings, splits them and builds the examples of ``splits``.
 
     Raises DataError naming the file when a path is missing or nothing usable was read.

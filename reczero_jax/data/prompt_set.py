@@ -6,6 +6,9 @@ taking its slice, sees the same order without any state.
 
 from __future__ import annotations
 
+import collections
+from collections.abc import Iterable, Sequence
+
 import numpy as np
 
 from reczero_jax.data.data_config import PromptConfig
@@ -14,30 +17,64 @@ from reczero_jax.data.prompts import INSTRUCTIONS, build_prompt, format_inputs
 
 
 class PromptSet:
-    """The prompts of one split, tokenized lazily (a GRPO run touches a fraction).
+    """The prompts of one split, read and tokenized lazily (a GRPO run touches a fraction).
+
+    Nothing is read when the set is made: ``examples`` may be a lazy sequence whose items
+    are decoded from a prepared dataset on access (``data.tfds_data_dir``), and each example
+    is read when its prompt, target or fallback is first needed. Its prompt's token ids and
+    its two numbers are kept, and the last ``RECENT`` examples read, so a training step
+    that needs a batch's targets and its prompts reads each example once.
 
     Attributes:
-      examples: the split's examples.
-      targets: float32 [N], the true ratings.
-      fallbacks: float32 [N], the strict metric's stand-in for an unreadable answer (the
-        user's average rating shown in the prompt).
+      examples: the split's examples (a sequence).
     """
 
-    def __init__(self, examples: list[Example], tokenizer, prompt_cfg: PromptConfig):
+    RECENT = 1024
+
+    def __init__(self, examples: Sequence[Example], tokenizer, prompt_cfg: PromptConfig):
         self.examples = examples
-        self.targets = np.asarray([e.rating for e in examples], np.float32)
-        self.fallbacks = np.asarray([e.user_avg_rating for e in examples], np.float32)
         self.tokenizer, self.prompt_cfg = tokenizer, prompt_cfg
         self._ids: dict[int, list[int]] = {}
+        self._numbers: dict[int, tuple[float, float]] = {}  # (rating, user_avg_rating)
+        self._recent: collections.OrderedDict[int, Example] = collections.OrderedDict()
 
     def __len__(self) -> int:
         return len(self.examples)
 
+    def example(self, i: int) -> Example:
+        """Example ``i`` (read from ``examples`` unless among the last ``RECENT`` read; its
+        target and fallback are kept)."""
+        i = int(i)
+        if i in self._recent:
+            self._recent.move_to_end(i)
+            return self._recent[i]
+        e = self._recent[i] = self.examples[i]
+        if len(self._recent) > self.RECENT:
+            self._recent.popitem(last=False)
+        self._numbers[i] = (e.rating, e.user_avg_rating)
+        return e
+
+    def _number(self, i: int, which: int) -> float:
+        i = int(i)
+        if i not in self._numbers:
+            self.example(i)
+        return self._numbers[i][which]
+
+    def targets_of(self, indices: Iterable[int]) -> np.ndarray:
+        """float32 [len(indices)], the true ratings of examples ``indices``."""
+        return np.asarray([self._number(i, 0) for i in indices], np.float32)
+
+    def fallbacks_of(self, indices: Iterable[int]) -> np.ndarray:
+        """float32 [len(indices)], the strict metric's stand-in for an unreadable answer to
+        examples ``indices`` (the user's average rating shown in the prompt)."""
+        return np.asarray([self._number(i, 1) for i in indices], np.float32)
+
     def ids(self, i: int) -> list[int]:
         """The token ids of prompt ``i``."""
+        i = int(i)
         if i not in self._ids:
             self._ids[i] = list(
-                build_prompt(self.examples[i], self.tokenizer, self.prompt_cfg).token_ids
+                build_prompt(self.example(i), self.tokenizer, self.prompt_cfg).token_ids
             )
         return self._ids[i]
 
@@ -47,17 +84,34 @@ class PromptSet:
         return PromptRows(self, [int(i) for i in indices])
 
     def text(self, i: int) -> str:
-        return build_prompt(self.examples[i], self.tokenizer, self.prompt_cfg).text
+        return build_prompt(self.example(i), self.tokenizer, self.prompt_cfg).text
 
     def sample(self, n: int, seed: int) -> PromptSet:
         """A fixed random sample of ``n`` prompts (all of them when n <= 0 or n >= len),
-        in a seeded random order, sharing this set's tokenized prompts."""
+        in a seeded random order, sharing what this set has read so far (it reads
+        nothing itself)."""
         if n <= 0 or n >= len(self):
             return self
         pick = np.sort(np.random.default_rng([seed, 13]).choice(len(self), n, replace=False))
-        out = PromptSet([self.examples[i] for i in pick], self.tokenizer, self.prompt_cfg)
+        out = PromptSet(Subset(self.examples, pick), self.tokenizer, self.prompt_cfg)
         out._ids = {j: self._ids[i] for j, i in enumerate(pick) if i in self._ids}
+        out._numbers = {j: self._numbers[i] for j, i in enumerate(pick) if i in self._numbers}
         return out
+
+
+class Subset(Sequence):
+    """Items ``indices`` of a sequence, read from it on access (nothing copied)."""
+
+    def __init__(self, base: Sequence, indices):
+        self._base, self._indices = base, [int(i) for i in indices]
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return [self._base[i] for i in self._indices[k]]
+        return self._base[self._indices[k]]
 
 
 class PromptRows:

@@ -5,30 +5,45 @@
     source = tfds.data_source(...) / builder.as_data_source()[split]   # random access
     example = example_from_record(source[k])
 
+    data = load_prepared(data_cfg)            # LoadedData whose examples read lazily
+
 The config name is ``<source>_<hash>``: the hash covers every DataConfig field that
 changes the examples (not ``prompt`` nor ``tfds_data_dir``), plus the user's file
-names; ``manual_dir`` is the folder of ``data.path`` (local or ``gs://``). Ratings and
-averages are stored as float32 (the record format has no float64): averages come back
-within ~1e-7.
-Examples are keyed by (split, index), so the same files and config give byte-identical
-records. Bump
-``VERSION`` whenever the example layout or the history rules change.
+names; ``manual_dir`` is the folder of ``data.path`` (local or ``gs://``).
+
+Exact and ordered: ratings and averages are float64 stored as their 8 bytes
+(``tf.train.Example`` would round a float feature to float32), so an example read back
+is EQUAL to the one built from the raw files (dataclass ==) and its prompt identical;
+records are written in example order (``disable_shuffling``: the key is the example's
+index), so record k of a split is ``load_data``'s example k and ``batch_indices`` index
+both alike. The same files and config give byte-identical records. The raw data's
+counts and filter statistics are kept in the dataset's metadata (``metadata.json``).
+Bump ``VERSION`` whenever the example layout or the history rules change.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+import operator
+import os
 import pathlib
+import tempfile
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
+from absl import logging
 
 from reczero_jax.data.data_config import DataConfig
+from reczero_jax.data.errors import DataError
 from reczero_jax.data.examples import Example, HistoryEntry, ItemReview
-from reczero_jax.data.loader import load_data
-from reczero_jax.paths import as_path, is_remote
+from reczero_jax.data.loader import LoadedData, load_raw
+from reczero_jax.data.splits import SPLIT_NAMES, assign_splits
+from reczero_jax.data.synthetic import make_world
+from reczero_jax.paths import absolute, as_path, is_remote
 
 _TFDS_SPLITS = {"train": "train", "validation": "validation", "test": "test"}
 
@@ -40,25 +55,30 @@ class RecZeroBuilderConfig(tfds.core.BuilderConfig):
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
 
 
+def _f64() -> tfds.features.Tensor:
+    """A float64 scalar stored as its 8 bytes: exact (a float feature would be float32)."""
+    return tfds.features.Tensor(shape=(), dtype=np.float64, encoding=tfds.features.Encoding.BYTES)
+
+
 def _features() -> tfds.features.FeaturesDict:
-    text, f32, i64 = tfds.features.Text(), np.float32, np.int64
+    text, i64 = tfds.features.Text(), np.int64
     return tfds.features.FeaturesDict(
         {
             "user_id": text,
             "item_id": text,
-            "rating": f32,
+            "rating": _f64(),
             "timestamp": i64,
             "item_title": text,
             "item_info": text,
-            "user_avg_rating": f32,
+            "user_avg_rating": _f64(),
             "user_num_ratings": i64,
-            "item_avg_rating": f32,
+            "item_avg_rating": _f64(),
             "item_num_ratings": i64,
             "user_history": tfds.features.Sequence(
-                {"item_id": text, "title": text, "rating": f32, "review": text, "timestamp": i64}
+                {"item_id": text, "title": text, "rating": _f64(), "review": text, "timestamp": i64}
             ),
             "item_history": tfds.features.Sequence(
-                {"user_id": text, "rating": f32, "review": text, "timestamp": i64}
+                {"user_id": text, "rating": _f64(), "review": text, "timestamp": i64}
             ),
         }
     )
@@ -112,15 +132,27 @@ def example_from_record(record: dict, split: str) -> Example:
 class RecZeroExamples(tfds.core.GeneratorBasedBuilder):
     """RecZero rating-prediction examples with leak-free user and item histories."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release."}
+    VERSION = tfds.core.Version("2.0.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Initial release.",
+        "2.0.0": "Records in example order (disable_shuffling; key = example index). Ratings "
+        "and averages as float64 (8 bytes each, exact; were float32). The raw data's counts "
+        "and filter statistics in the metadata.",
+    }
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         "Download the source files yourself (Amazon reviews, Yelp Open Dataset or "
         "MovieLens) and pass their folder as manual_dir; data.path names the file in it."
     )
 
     def _info(self) -> tfds.core.DatasetInfo:
-        return self.dataset_info_from_configs(features=_features(), supervised_keys=None)
+        # tfds 4.9 reads ``disable_shuffling`` from the DatasetInfo (a class attribute of
+        # that name is ignored): records are then written in key order
+        return self.dataset_info_from_configs(
+            features=_features(),
+            supervised_keys=None,
+            disable_shuffling=True,
+            metadata=tfds.core.MetadataDict(),
+        )
 
     def _split_generators(self, dl_manager):
         cfg: DataConfig = self.builder_config.data
@@ -131,7 +163,15 @@ class RecZeroExamples(tfds.core.GeneratorBasedBuilder):
                 path=str(root / cfg.path),
                 meta_path=str(root / cfg.meta_path) if cfg.meta_path else "",
             )
-        data = load_data(cfg)
+        data = load_raw(cfg)
+        for name, examples in data.examples.items():
+            if not examples:  # TFDS stores no empty split
+                raise DataError(
+                    f"{cfg.path or 'synthetic world'}: the {name} split has no example after "
+                    f"the history filters ({data.filter_stats}); nothing to prepare"
+                )
+        self.info.metadata["counts"] = data.counts()
+        self.info.metadata["filter_stats"] = dict(data.filter_stats)
         return {
             tfds_split: self._generate_examples(data.examples[name])
             for name, tfds_split in _TFDS_SPLITS.items()
@@ -158,6 +198,18 @@ def _resolve(path: str):
     return as_path(path) if is_remote(path) else pathlib.Path(path).resolve()
 
 
+@contextlib.contextmanager
+def _quiet():
+    """absl at ERROR for a block: tfds warns on every builder of a custom config, and when
+    it looks into a folder that holds no prepared dataset yet."""
+    old = logging.get_verbosity()
+    logging.set_verbosity(logging.ERROR)
+    try:
+        yield
+    finally:
+        logging.set_verbosity(old)
+
+
 def make_builder(cfg: DataConfig) -> tuple[RecZeroExamples, str | None]:
     """(builder, manual_dir) for ``cfg``; manual_dir is the folder of ``cfg.path``."""
     manual_dir = None
@@ -167,7 +219,7 @@ def make_builder(cfg: DataConfig) -> tuple[RecZeroExamples, str | None]:
         manual_dir = str(path.parent)
         meta = _resolve(cfg.meta_path) if cfg.meta_path else None
         if meta is not None and meta.parent != path.parent:
-            raise ValueError(
+            raise DataError(
                 f"data.meta_path {meta} must lie in the folder of data.path ({path.parent}) "
                 "for the TFDS builder (one manual_dir)"
             )
@@ -178,16 +230,84 @@ def make_builder(cfg: DataConfig) -> tuple[RecZeroExamples, str | None]:
         description=f"RecZero examples from {cfg.source}",
         data=local,
     )
-    builder = RecZeroExamples(
-        config=builder_config, data_dir=cfg.tfds_data_dir or None, file_format="array_record"
-    )
+    data_dir = os.fspath(absolute(cfg.tfds_data_dir)) if cfg.tfds_data_dir else None
+    with _quiet():
+        builder = RecZeroExamples(
+            config=builder_config, data_dir=data_dir, file_format="array_record"
+        )
     return builder, manual_dir
 
 
 def prepare(cfg: DataConfig):
-    """Prepares (once; later calls hit the cache) and returns {split: data source}."""
+    """Prepares (once; later calls hit the cache) and returns {split: data source}.
+
+    Writes only the dataset's folder under ``cfg.tfds_data_dir`` (TFDS's download folder
+    is a temporary one: nothing is downloaded, the files are read from ``manual_dir``).
+    """
     builder, manual_dir = make_builder(cfg)
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
-    )
+    with tempfile.TemporaryDirectory(prefix="reczero_tfds_") as downloads:
+        builder.download_and_prepare(
+            download_dir=downloads,
+            download_config=tfds.download.DownloadConfig(manual_dir=manual_dir),
+        )
     return builder.as_data_source()
+
+
+class PreparedExamples(Sequence):
+    """The examples of one prepared split, read lazily: ``[k]`` reads and decodes record k
+    (= example k of ``load_data`` on the raw files), so a process reads only the records
+    it uses. A slice gives a list."""
+
+    def __init__(self, source, split: str):
+        self.source, self.split = source, split
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(len(self)))]
+        k = operator.index(k)
+        if k < 0:
+            k += len(self)
+        if not 0 <= k < len(self):
+            raise IndexError(f"example {k} of {len(self)} ({self.split})")
+        return example_from_record(self.source[k], self.split)
+
+
+def load_prepared(cfg: DataConfig, splits: tuple[str, ...] = SPLIT_NAMES) -> LoadedData:
+    """The examples of ``splits`` from the dataset prepared for ``cfg`` under
+    ``cfg.tfds_data_dir`` (:class:`PreparedExamples`, read lazily).
+
+    A prepared dataset holds no ratings table: for the synthetic source the world is drawn
+    again from the config (cheap; the teacher and the Bayes floor read it) with its split,
+    so the LoadedData is complete; for file sources ``source`` and ``split`` are None and
+    the counts come from the dataset's metadata.
+
+    Raises DataError naming ``data.tfds_data_dir`` when the dataset is not prepared there.
+    """
+    builder, _ = make_builder(cfg)
+    with _quiet():
+        prepared = builder.is_prepared()
+    if not prepared:
+        raise DataError(
+            f"config.data.tfds_data_dir: {cfg.tfds_data_dir} holds no prepared dataset "
+            f"{builder.name}/{builder.builder_config.name}/{builder.version} for this data "
+            "section; run the same command with --config.mode=prepare first"
+        )
+    sources = builder.as_data_source()
+    metadata = builder.info.metadata or {}
+    examples = {name: PreparedExamples(sources[name], name) for name in splits}
+    world = source = split = None
+    if cfg.source == "synthetic":
+        world = make_world(cfg.synthetic)
+        source = world.data
+        split = assign_splits(source.ratings, cfg.split, cfg.valid_fraction, cfg.test_fraction)
+    return LoadedData(
+        source=source,
+        split=split,
+        examples=examples,
+        filter_stats=dict(metadata.get("filter_stats", {})),
+        world=world,
+        stored_counts=dict(metadata.get("counts", {})),
+    )

@@ -8,7 +8,7 @@ import json
 import time
 
 from reczero_jax.baselines.evaluate import baseline_results
-from reczero_jax.data.loader import load_data
+from reczero_jax.data.loader import load_raw
 from reczero_jax.paths import as_path
 from reczero_jax.settings import Settings
 
@@ -26,9 +26,10 @@ def format_table(results: dict) -> str:
 
 def run(settings: Settings) -> dict:
     """Loads the data, fits and scores all baselines, prints a table and writes
-    ``workdir/results.json``; returns the same dict."""
+    ``workdir/results.json``; returns the same dict. Reads the raw files (or the synthetic
+    world) even when ``data.tfds_data_dir`` is set: the baselines fit the ratings table."""
     t0 = time.perf_counter()
-    data = load_data(settings.data, splits=("test",))
+    data = load_raw(settings.data, splits=("test",))
     print(data.source.report.summary())
     results = baseline_results(data, settings.baselines, settings.seed, settings.data.source)
     results["data"]["split"] = settings.data.split

@@ -46,7 +46,7 @@ def evaluate(
         idx = list(range(lo, min(lo + batch_size, n)))
         idx_padded = idx + [idx[0]] * (batch_size - len(idx))
         out = sampler.sample(params, prompts.rows(idx_padded), 1, key=jax.random.key(0))
-        rew = reward_fn(out.tokens, out.lengths, prompts.targets[idx_padded][:, None])
+        rew = reward_fn(out.tokens, out.lengths, prompts.targets_of(idx_padded)[:, None])
         real = len(idx)
         valid.append(to_host(rew.valid)[:real, 0])
         rating.append(to_host(rew.rating)[:real, 0])
@@ -57,8 +57,9 @@ def evaluate(
                 answer = tokens[r, 0, : int(lengths[-1][r])].tolist()
                 texts.append(prompts.tokenizer.decode(answer))
     valid, rating, lengths = map(np.concatenate, (valid, rating, lengths))
-    strict = strict_rating_metrics(rating, valid, prompts.targets, prompts.fallbacks)
-    lenient = lenient_rating_metrics(rating, valid, prompts.targets)
+    targets = prompts.targets_of(range(n))  # every example evaluated: read already
+    strict = strict_rating_metrics(rating, valid, targets, prompts.fallbacks_of(range(n)))
+    lenient = lenient_rating_metrics(rating, valid, targets)
     result = {
         "mae": strict["mae"],
         "rmse": strict["rmse"],

@@ -175,8 +175,8 @@ def run_grpo(
         step_key = jax.random.fold_in(root, step)
         with timer.phase("rollout"):
             batch, m = rollout(
-                sampler, state.params, train.rows(idx), train.targets[idx],
-                train.fallbacks[idx], reward_fn, cfg, jax.random.fold_in(step_key, 0),
+                sampler, state.params, train.rows(idx), train.targets_of(idx),
+                train.fallbacks_of(idx), reward_fn, cfg, jax.random.fold_in(step_key, 0),
             )  # fmt: skip
             if ref_fn is not None:
                 batch = batch.replace(ref_logp=ref_fn(ref_params, batch))

@@ -148,6 +148,8 @@ def _print_table(results: dict) -> None:
             )
     for name, r in results.get("baselines", {}).items():
         print(f"  {name:<14}{r['mae']:>8.4f}{r['rmse']:>8.4f}")
+    if "baselines_note" in results:
+        print(f"  ({results['baselines_note']})")
 
 
 def run(settings: Settings) -> dict:
@@ -155,10 +157,10 @@ def run(settings: Settings) -> dict:
     t0 = time.perf_counter()
     s = settings
     workdir = as_path(s.workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
 
-    # --- data
+    # --- data (read lazily from a prepared dataset when data.tfds_data_dir is set)
     data = load_data(s.data)
+    workdir.mkdir(parents=True, exist_ok=True)
 
     # --- model side: mesh, tokenizer, model config; prompts; rewards on token ids
     engine = build_engine(s, corpus=lambda: scratch_corpus(data, s))

@@ -53,7 +53,7 @@ def teacher_traces(
             train.ids(int(i)),
             encode_response(
                 train.tokenizer,
-                teacher_trace(train.examples[int(i)], world, rng, noise, variant),
+                teacher_trace(train.example(int(i)), world, rng, noise, variant),
                 eos_id,
             ),
         )
@@ -67,7 +67,7 @@ def file_traces(path: str, train: PromptSet, eos_id: int) -> tuple[list[Trace], 
     file = as_path(path)
     if not file.is_file():
         raise ConfigError(f"config.sft.traces_path: {file} does not exist")
-    by_ids = {(e.user_id, e.item_id): i for i, e in enumerate(train.examples)}
+    by_ids: dict[tuple[str, str], int] | None = None  # read only if a line names ids
     skipped: collections.Counter[str] = collections.Counter()
     traces: list[Trace] = []
     with file.open("rb") as raw, io.TextIOWrapper(raw, encoding="utf-8", errors="replace") as f:
@@ -84,15 +84,22 @@ def file_traces(path: str, train: PromptSet, eos_id: int) -> tuple[list[Trace], 
                 continue
             if isinstance(row.get("prompt"), str):
                 prompt = list(train.tokenizer(row["prompt"], add_special_tokens=False)["input_ids"])
-            elif (row.get("user_id"), row.get("item_id")) in by_ids:
-                prompt = train.ids(by_ids[(row["user_id"], row["item_id"])])
             else:
-                skipped["unknown_example"] += 1
-                continue
+                by_ids = _index_by_ids(train) if by_ids is None else by_ids
+                key = (row.get("user_id"), row.get("item_id"))
+                if key not in by_ids:
+                    skipped["unknown_example"] += 1
+                    continue
+                prompt = train.ids(by_ids[key])
             traces.append((prompt, encode_response(train.tokenizer, row["response"], eos_id)))
     if not traces:
         raise ConfigError(f"config.sft.traces_path: {file} holds no usable trace ({dict(skipped)})")
     return traces, dict(skipped)
+
+
+def _index_by_ids(train: PromptSet) -> dict[tuple[str, str], int]:
+    """{(user_id, item_id): index} of the training examples (reads every one)."""
+    return {(e.user_id, e.item_id): i for i, e in enumerate(train.examples)}
 
 
 def _hint_prompt(train: PromptSet, example, target: float) -> list[int]:
@@ -131,7 +138,7 @@ def self_traces(
 
     for lo in range(0, len(idx), batch):
         chunk = [int(i) for i in idx[lo : lo + batch]]
-        targets = train.targets[chunk]
+        targets = train.targets_of(chunk)
         key = jax.random.fold_in(jax.random.key(seed), lo)
         first = answer([train.ids(i) for i in chunk], targets, key)
         wrong = [(i, t) for (ok, _), i, t in zip(first, chunk, targets) if not ok]
@@ -140,7 +147,7 @@ def self_traces(
                 traces.append((train.ids(i), resp))
         stats["kept_first_try"] += sum(ok for ok, _ in first)
         if wrong:
-            hinted = [_hint_prompt(train, train.examples[i], float(t)) for i, t in wrong]
+            hinted = [_hint_prompt(train, train.example(i), float(t)) for i, t in wrong]
             second = answer(hinted, np.asarray([t for _, t in wrong]), jax.random.fold_in(key, 1))
             for (ok, resp), (i, _) in zip(second, wrong):
                 if ok:

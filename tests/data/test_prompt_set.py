@@ -29,7 +29,15 @@ def test_a_sample_is_fixed_random_and_not_the_first_examples(tmp_path):
     assert picked != list(range(20)) and len(set(picked)) == 20
     assert picked == [keys.index((e.user_id, e.item_id)) for e in full.sample(20, 0).examples]
     assert picked != [keys.index((e.user_id, e.item_id)) for e in full.sample(20, 1).examples]
-    np.testing.assert_array_equal(part.targets, full.targets[picked])
-    np.testing.assert_array_equal(part.fallbacks, full.fallbacks[picked])
+    np.testing.assert_array_equal(part.targets_of(range(20)), full.targets_of(picked))
+    np.testing.assert_array_equal(part.fallbacks_of(range(20)), full.fallbacks_of(picked))
+    assert full.targets_of(picked).dtype == np.float32
+    chosen = [data.examples["validation"][i] for i in picked]
+    np.testing.assert_array_equal(
+        full.targets_of(picked), np.asarray([e.rating for e in chosen], np.float32)
+    )
+    np.testing.assert_array_equal(
+        full.fallbacks_of(picked), np.asarray([e.user_avg_rating for e in chosen], np.float32)
+    )
     assert part.ids(3) == full.ids(picked[3])
     assert full.sample(0, 0) is full and full.sample(10_000, 0) is full

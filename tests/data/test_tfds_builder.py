@@ -1,5 +1,6 @@
 """TFDS builder: array_record written and read back without TensorFlow, deterministic,
-cached, for the synthetic source and for user files under manual_dir."""
+cached, exact and in example order, for the synthetic source and for user files under
+manual_dir (reading through ``load_data``: tests/data/test_prepared.py)."""
 
 import importlib.util
 
@@ -7,7 +8,8 @@ import pytest
 import tensorflow_datasets as tfds
 
 from reczero_jax.data.data_config import DataConfig, SyntheticConfig
-from reczero_jax.data.loader import load_data
+from reczero_jax.data.errors import DataError
+from reczero_jax.data.loader import load_raw
 from reczero_jax.data.tfds_builder import config_name, example_from_record, make_builder, prepare
 from tests.data import sample_files
 
@@ -16,19 +18,6 @@ SMALL = SyntheticConfig(num_users=40, num_items=20, interactions_per_user=8)
 
 def _files(root):
     return {p.name: p.read_bytes() for p in sorted(root.rglob("*.array_record*"))}
-
-
-def _same(a, b):
-    assert (a.user_id, a.item_id, a.rating, a.timestamp) == (
-        b.user_id,
-        b.item_id,
-        b.rating,
-        b.timestamp,
-    )
-    assert a.user_avg_rating == pytest.approx(b.user_avg_rating, abs=1e-6)
-    assert [h.review for h in a.user_history] == [h.review for h in b.user_history]
-    assert [h.user_id for h in a.item_history] == [h.user_id for h in b.item_history]
-    assert a.item_info == b.item_info
 
 
 def test_no_tensorflow_installed():
@@ -42,13 +31,10 @@ def test_synthetic_roundtrip_deterministic_and_cached(tmp_path):
     prepare(cfg_b)
     files_a = _files(tmp_path / "a")
     assert files_a and files_a == _files(tmp_path / "b")  # byte-identical
-    expected = load_data(cfg_a).examples
+    expected = load_raw(cfg_a).examples
     for split in ("train", "validation", "test"):
         got = [example_from_record(sources[split][k], split) for k in range(len(sources[split]))]
-        assert len(got) == len(expected[split])
-        key = lambda e: (e.timestamp, e.user_id, e.item_id)  # noqa: E731
-        for a, b in zip(sorted(got, key=key), sorted(expected[split], key=key)):
-            _same(a, b)
+        assert got == expected[split]  # record k is example k, floats exact
     mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "a").rglob("*.array_record*")}
     prepare(cfg_a)  # cached: nothing rewritten
     assert mtimes == {p: p.stat().st_mtime_ns for p in (tmp_path / "a").rglob("*.array_record*")}
@@ -69,4 +55,13 @@ def test_files_under_manual_dir(tmp_path):
         source="amazon2018", path=str(path), meta_path=str(meta), tfds_data_dir=str(tmp_path / "d")
     )
     sources = prepare(cfg)
-    assert len(sources["test"]) == len(load_data(cfg).examples["test"])
+    assert len(sources["test"]) == len(load_raw(cfg).examples["test"])
+
+
+def test_meta_file_outside_the_data_folder_is_a_data_error(tmp_path):
+    path, meta = sample_files.write_amazon(tmp_path, "amazon2018")
+    (tmp_path / "elsewhere").mkdir()
+    moved = meta.rename(tmp_path / "elsewhere" / meta.name)
+    cfg = DataConfig(source="amazon2018", path=str(path), meta_path=str(moved))
+    with pytest.raises(DataError, match="data.meta_path"):
+        make_builder(cfg)
