@@ -16,18 +16,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from reczero_jax.checkpointing import Checkpointer
 from reczero_jax.data.prompt_set import PromptSet, batch_indices
 from reczero_jax.metrics import strict_rating_metrics
 from reczero_jax.model.model_config import ModelConfig
 from reczero_jax.multihost import to_host
-from reczero_jax.observe import MetricWriter, PhaseTimer
+from reczero_jax.observe import PhaseTimer
 from reczero_jax.rl.advantages import group_advantages, zero_std_fraction
 from reczero_jax.rl.evaluation import evaluate
 from reczero_jax.rl.losses import GRPOLoss
 from reczero_jax.rl.objectives import GRPOBatch, GRPOObjective, training_forward
 from reczero_jax.rl.phase import (
     PhaseResult,
+    PhaseRuntime,
     StepLog,
     checkpoint_meta,
     host_metrics,
@@ -35,7 +35,6 @@ from reczero_jax.rl.phase import (
     restore,
     stop_if_preempted,
 )
-from reczero_jax.rl.preemption import PreemptionWatch
 from reczero_jax.rl.step import batch_sharding, init_train_state, jit_train_step, make_optimizer
 from reczero_jax.sampling.sampler import GroupSampler
 from reczero_jax.settings import GRPOSettings, Settings
@@ -136,29 +135,24 @@ def run_grpo(
     cfg: GRPOSettings,
     *,
     objective: GRPOObjective,
-    mesh,
     train: PromptSet,
     validation: PromptSet | None,
     sampler: GroupSampler,
     eval_sampler: GroupSampler,
     reward_fn,
     eval_batch_size: int,
-    ckpt: Checkpointer,
-    resume_step: int | None,
-    writer: MetricWriter,
-    seed: int,
-    meta: dict,
-    watch: PreemptionWatch | None = None,
+    rt: PhaseRuntime,
     log_every: int = 5,
 ) -> PhaseResult:
     """``cfg.steps`` GRPO steps from ``params`` (or the phase's checkpoint at
-    ``resume_step``). ``ref_params``: the KL reference (the weights the phase started
+    ``rt.resume_step``). ``ref_params``: the KL reference (the weights the phase started
     from), used only when ``cfg.kl_coef > 0``. Every ``cfg.eval_every`` steps, greedy strict
     MAE on ``validation`` (a fixed random sample); checkpoints carry it so the best is kept.
-    ``watch`` may stop the phase at a step boundary (:mod:`reczero_jax.rl.preemption`).
+    ``rt.watch`` may stop the phase at a step boundary (:mod:`reczero_jax.rl.preemption`).
     """
     state = init_train_state(params, make_optimizer(cfg.optim))
-    state, start = restore(ckpt, resume_step, state, "grpo")
+    mesh, ckpt, writer, seed, meta = rt.mesh, rt.ckpt, rt.writer, rt.seed, rt.meta
+    state, start = restore(ckpt, rt.resume_step, state, "grpo")
     per_mini = cfg.prompts_per_step // cfg.mini_batches
     step_fn = jit_train_step(state, mesh, objective, cfg.micro_groups or per_mini)
     ref_fn = None
@@ -210,7 +204,7 @@ def run_grpo(
             metrics = {"eval/mae": result["mae"]}
         meta_now = checkpoint_meta(meta, "grpo", done)
         ckpt.save(done, state.as_dict(), meta_now, metrics=metrics, force=done == cfg.steps)
-        stop_if_preempted(watch, ckpt, done, cfg.steps, state, meta, "grpo")
+        stop_if_preempted(rt.watch, ckpt, done, cfg.steps, state, meta, "grpo")
     log.close()
     ckpt.close()
     return PhaseResult(state.params, log.history)

@@ -14,11 +14,32 @@ import time
 
 import jax
 import numpy as np
+from jax.sharding import Mesh
 
 from reczero_jax.checkpointing import Checkpointer
 from reczero_jax.observe import MetricWriter, Progress
 from reczero_jax.rl.preemption import Preempted, PreemptionWatch
 from reczero_jax.rl.step import TrainState
+
+
+@dataclasses.dataclass(frozen=True)
+class PhaseRuntime:
+    """What every training phase loop is given besides its data and settings section.
+
+    Attributes:
+      mesh: the device mesh; ckpt: the phase's checkpointer; resume_step: the phase's own
+      checkpoint step to continue from (None: start); writer: the metric writer; seed: the
+      root of the phase's randomness; meta: the run's fixed checkpoint metadata; watch:
+      stops the phase at a step boundary on preemption (None: never).
+    """
+
+    mesh: Mesh
+    ckpt: Checkpointer
+    resume_step: int | None
+    writer: MetricWriter
+    seed: int
+    meta: dict
+    watch: PreemptionWatch | None = None
 
 
 @dataclasses.dataclass

@@ -45,6 +45,7 @@ from reczero_jax.rl import traces
 from reczero_jax.rl.evaluation import evaluate
 from reczero_jax.rl.grpo import grpo_objective, run_grpo
 from reczero_jax.rl.objectives import SFTObjective, training_forward
+from reczero_jax.rl.phase import PhaseRuntime
 from reczero_jax.rl.preemption import Preempted, PreemptionWatch
 from reczero_jax.rl.sft import run_sft
 from reczero_jax.settings import Settings
@@ -117,13 +118,12 @@ def _train_phase(phase, s, engine, data, splits, reward_fn, plan, own, writer, m
         best_metric="eval/mae" if phase == "grpo" else None,
         async_save=s.checkpoint.async_save,
     )
-    common = dict(mesh=engine.mesh, ckpt=ckpt, resume_step=plan.resume_step, writer=writer,
-                  seed=s.seed, meta=meta, watch=watch)  # fmt: skip
+    rt = PhaseRuntime(engine.mesh, ckpt, plan.resume_step, writer, s.seed, meta, watch)
     if phase == "sft":
         found, stats = _traces(s, data, engine, splits["train"], params, reward_fn)
         objective = SFTObjective(training_forward(s.model, cfg, 1.0))
         out = run_sft(params, found, s.sft, objective=objective, pad_id=engine.pad_id,
-                      buckets=s.sampling.prompt_buckets, **common)  # fmt: skip
+                      buckets=s.sampling.prompt_buckets, rt=rt)  # fmt: skip
         return out, {"sft_traces": stats}
     ref = jax.tree.map(jnp.copy, params) if s.grpo.kl_coef > 0 else None  # KL reference
     validation = splits["validation"].sample(s.grpo.eval_examples, s.seed)
@@ -131,7 +131,7 @@ def _train_phase(phase, s, engine, data, splits, reward_fn, plan, own, writer, m
         params, ref, s.grpo, objective=grpo_objective(s, cfg), train=splits["train"],
         validation=validation if len(validation) else None,
         sampler=engine.sampler(greedy=False), eval_sampler=engine.sampler(greedy=True),
-        reward_fn=reward_fn, eval_batch_size=s.eval.batch_size, **common,
+        reward_fn=reward_fn, eval_batch_size=s.eval.batch_size, rt=rt,
     )  # fmt: skip
     return out, {}
 

@@ -9,20 +9,18 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from reczero_jax.checkpointing import Checkpointer
 from reczero_jax.data.prompt_set import batch_indices
 from reczero_jax.multihost import global_array, local_rows
-from reczero_jax.observe import MetricWriter
 from reczero_jax.rl.objectives import SFTBatch, SFTObjective
 from reczero_jax.rl.phase import (
     PhaseResult,
+    PhaseRuntime,
     StepLog,
     checkpoint_meta,
     host_metrics,
     restore,
     stop_if_preempted,
 )
-from reczero_jax.rl.preemption import PreemptionWatch
 from reczero_jax.rl.step import batch_sharding, init_train_state, jit_train_step, make_optimizer
 from reczero_jax.settings import SFTSettings
 
@@ -51,23 +49,18 @@ def run_sft(
     cfg: SFTSettings,
     *,
     objective: SFTObjective,
-    mesh,
     pad_id: int,
     buckets: tuple[int, ...],
-    ckpt: Checkpointer,
-    resume_step: int | None,
-    writer: MetricWriter,
-    seed: int,
-    meta: dict,
-    watch: PreemptionWatch | None = None,
+    rt: PhaseRuntime,
     log_every: int = 10,
 ) -> PhaseResult:
     """``cfg.steps`` steps of ``cfg.batch_size`` traces from ``params`` (or from the
-    phase's checkpoint at ``resume_step``); ``watch`` may stop it at a step boundary
+    phase's checkpoint at ``rt.resume_step``); ``rt.watch`` may stop it at a step boundary
     (:mod:`reczero_jax.rl.preemption`). Prompts are padded to the smallest of
     ``buckets`` that holds the longest trace prompt."""
     state = init_train_state(params, make_optimizer(cfg.optim))
-    state, start = restore(ckpt, resume_step, state, "sft")
+    mesh, ckpt, writer, seed, meta = rt.mesh, rt.ckpt, rt.writer, rt.seed, rt.meta
+    state, start = restore(ckpt, rt.resume_step, state, "sft")
     step_fn = jit_train_step(state, mesh, objective, cfg.micro_groups or cfg.batch_size)
     sharding = batch_sharding(mesh)
     rows = local_rows(sharding, cfg.batch_size)  # the batch rows this process builds
@@ -86,7 +79,7 @@ def run_sft(
         log.add(step + 1, host_metrics(metrics))
         last = step + 1 == cfg.steps
         ckpt.save(step + 1, state.as_dict(), checkpoint_meta(meta, "sft", step + 1), force=last)
-        stop_if_preempted(watch, ckpt, step + 1, cfg.steps, state, meta, "sft")
+        stop_if_preempted(rt.watch, ckpt, step + 1, cfg.steps, state, meta, "sft")
     log.close()
     ckpt.close()
     return PhaseResult(state.params, log.history)
