@@ -165,15 +165,20 @@ class Engine:
         if source.kind == "scratch":
             key = jax.random.key(self.settings.seed)
             return init_params(self.model_config, self.mesh, rules, key, self.param_dtype)
-        shardings = param_shardings(self.model_config, self.mesh, rules, self.param_dtype)
+        target = self.abstract_weights(rules)
         if source.kind == "hf":  # a remote folder's weights are copied locally (once)
+            shardings = jax.tree.map(lambda t: t.sharding, target)
             return load_hf_params(source.path, self.model_config, shardings, self.param_dtype)
-        shapes, _ = abstract_params(self.model_config, self.param_dtype)
-        target = jax.tree.map(
-            lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, shardings
-        )
         restored, _ = restore_checkpoint(source.path, source.step, {"params": target}, True)
         return restored["params"]
+
+    def abstract_weights(self, rules: sharding.Rules = sharding.TRAIN_RULES):
+        """The params as ShapeDtypeStructs with their shardings: nothing is read or made."""
+        shapes, _ = abstract_params(self.model_config, self.param_dtype)
+        shardings = param_shardings(self.model_config, self.mesh, rules, self.param_dtype)
+        return jax.tree.map(
+            lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, shardings
+        )
 
     def sampler(
         self, *, greedy: bool | None = None, max_new_tokens: int | None = None, seed=None

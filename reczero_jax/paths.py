@@ -18,7 +18,7 @@ Three things an object store (``gs://``, ``s3://``) cannot do are handled here, 
 
 A real bucket needs epath's backend for its scheme (``gcsfs`` through fsspec, or
 TensorFlow), and Orbax needs ``google-cloud-storage`` for ``gs://`` checkpoint folders;
-neither is in ``requirements.txt``.
+both are in ``requirements-gcs.txt``, not in ``requirements.txt``.
 """
 
 from __future__ import annotations

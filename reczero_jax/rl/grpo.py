@@ -32,10 +32,10 @@ from reczero_jax.rl.phase import (
     checkpoint_meta,
     host_metrics,
     mean_metrics,
-    restore,
+    start_state,
     stop_if_preempted,
 )
-from reczero_jax.rl.step import batch_sharding, init_train_state, jit_train_step, make_optimizer
+from reczero_jax.rl.step import batch_sharding, jit_train_step, make_optimizer
 from reczero_jax.sampling.sampler import GroupSampler
 from reczero_jax.settings import GRPOSettings, Settings
 
@@ -145,14 +145,15 @@ def run_grpo(
     log_every: int = 5,
 ) -> PhaseResult:
     """``cfg.steps`` GRPO steps from ``params`` (or the phase's checkpoint at
-    ``rt.resume_step``). ``ref_params``: the KL reference (the weights the phase started
-    from), used only when ``cfg.kl_coef > 0``. Every ``cfg.eval_every`` steps, greedy strict
-    MAE on ``validation`` (a fixed random sample); checkpoints carry it so the best is kept.
+    ``rt.resume_step``, read into the layout of ``params``, which may then be abstract).
+    ``ref_params``: the KL reference (the weights the phase started from), used only when
+    ``cfg.kl_coef > 0``. Every ``cfg.eval_every`` steps, greedy strict MAE on
+    ``validation`` (a fixed random sample); checkpoints carry it so the best is kept.
     ``rt.watch`` may stop the phase at a step boundary (:mod:`reczero_jax.rl.preemption`).
     """
-    state = init_train_state(params, make_optimizer(cfg.optim))
     mesh, ckpt, writer, seed, meta = rt.mesh, rt.ckpt, rt.writer, rt.seed, rt.meta
-    state, start = restore(ckpt, rt.resume_step, state, "grpo")
+    tx = make_optimizer(cfg.optim)
+    state, start = start_state(params, tx, ckpt, rt.resume_step, "grpo")
     per_mini = cfg.prompts_per_step // cfg.mini_batches
     step_fn = jit_train_step(state, mesh, objective, cfg.micro_groups or per_mini)
     ref_fn = None

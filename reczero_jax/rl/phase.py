@@ -19,7 +19,7 @@ from jax.sharding import Mesh
 from reczero_jax.checkpointing import Checkpointer
 from reczero_jax.observe import MetricWriter, Progress
 from reczero_jax.rl.preemption import Preempted, PreemptionWatch
-from reczero_jax.rl.step import TrainState
+from reczero_jax.rl.step import TrainState, abstract_train_state, init_train_state
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,14 +50,17 @@ class PhaseResult:
     history: list[dict]
 
 
-def restore(ckpt: Checkpointer, resume_step: int | None, state: TrainState, name: str):
-    """(state, first loop step): ``state`` itself at step 0, or the phase's checkpoint at
-    ``resume_step`` (restored onto ``state``'s shapes and shardings)."""
+def start_state(params, tx, ckpt: Checkpointer, resume_step: int | None, name: str):
+    """(state, first loop step): fresh optimizer state on ``params`` at step 0, or the
+    phase's checkpoint at ``resume_step`` read straight into the layout of ``params``
+    (which may then be abstract, ShapeDtypeStructs with shardings: nothing else is read)."""
     if resume_step is None:
-        return state, 0
-    saved, meta = ckpt.restore(resume_step, state.as_dict())
+        return init_train_state(params, tx), 0
+    target = abstract_train_state(params, tx)
+    saved, meta = ckpt.restore(resume_step, target.as_dict())
     print(f"{name}: resumed from step {resume_step} ({ckpt.directory})", flush=True)
-    return state.replace_from(saved), int(meta.get("data_position", resume_step))
+    state = TrainState(saved["params"], saved["opt_state"], saved["step"], tx)
+    return state, int(meta.get("data_position", resume_step))
 
 
 def stop_if_preempted(

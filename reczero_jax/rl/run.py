@@ -71,8 +71,9 @@ def scratch_corpus(data: LoadedData, s: Settings) -> list[str]:
     return tokenizer_corpus(data.examples["train"], variant, s.seed, extra)
 
 
-def _traces(s: Settings, data: LoadedData, engine: Engine, train: PromptSet, params, reward_fn):
-    """The cold start's traces (``sft.traces``) and their statistics."""
+def _traces(s: Settings, data: LoadedData, engine: Engine, train: PromptSet, initial, reward_fn):
+    """The cold start's traces (``sft.traces``) and their statistics; ``initial()`` gives
+    the weights that write the self-generated traces."""
     eos = engine.eos_ids[0]
     if s.sft.traces == "teacher":
         noise = s.data.synthetic.teacher_noise
@@ -85,7 +86,7 @@ def _traces(s: Settings, data: LoadedData, engine: Engine, train: PromptSet, par
     else:
         sampler = engine.sampler(greedy=False, max_new_tokens=s.sft.max_response_tokens)
         found, stats = traces.self_traces(
-            sampler, params, train, reward_fn, s.sft.num_traces, s.seed, s.eval.batch_size
+            sampler, initial(), train, reward_fn, s.sft.num_traces, s.seed, s.eval.batch_size
         )
     cut = sum(len(r) > s.sft.max_response_tokens for _, r in found)
     if cut:
@@ -110,7 +111,11 @@ def _train_phase(phase, s, engine, data, splits, reward_fn, plan, own, writer, m
     cfg = engine.model_config
     resumed = "" if plan.resume_step is None else f", resuming step {plan.resume_step}"
     print(f"{phase}: weights from {plan.initial}{resumed}", flush=True)
-    params = engine.weights(plan.initial)
+    # The phase's initial weights are read only where used: to start (not on a resume,
+    # which reads its own checkpoint into their layout), as GRPO's KL reference, and by
+    # the self-written traces (which must be the same on a resume).
+    initial = functools.cache(lambda: engine.weights(plan.initial))
+    params = initial() if plan.resume_step is None else engine.abstract_weights()
     ckpt = Checkpointer(
         own,
         save_every=s.checkpoint.save_every,
@@ -120,12 +125,12 @@ def _train_phase(phase, s, engine, data, splits, reward_fn, plan, own, writer, m
     )
     rt = PhaseRuntime(engine.mesh, ckpt, plan.resume_step, writer, s.seed, meta, watch)
     if phase == "sft":
-        found, stats = _traces(s, data, engine, splits["train"], params, reward_fn)
+        found, stats = _traces(s, data, engine, splits["train"], initial, reward_fn)
         objective = SFTObjective(training_forward(s.model, cfg, 1.0))
         out = run_sft(params, found, s.sft, objective=objective, pad_id=engine.pad_id,
                       buckets=s.sampling.prompt_buckets, rt=rt)  # fmt: skip
         return out, {"sft_traces": stats}
-    ref = jax.tree.map(jnp.copy, params) if s.grpo.kl_coef > 0 else None  # KL reference
+    ref = jax.tree.map(jnp.copy, initial()) if s.grpo.kl_coef > 0 else None  # KL reference
     validation = splits["validation"].sample(s.grpo.eval_examples, s.seed)
     out = run_grpo(
         params, ref, s.grpo, objective=grpo_objective(s, cfg), train=splits["train"],

@@ -18,10 +18,10 @@ from reczero_jax.rl.phase import (
     StepLog,
     checkpoint_meta,
     host_metrics,
-    restore,
+    start_state,
     stop_if_preempted,
 )
-from reczero_jax.rl.step import batch_sharding, init_train_state, jit_train_step, make_optimizer
+from reczero_jax.rl.step import batch_sharding, jit_train_step, make_optimizer
 from reczero_jax.settings import SFTSettings
 
 
@@ -55,12 +55,13 @@ def run_sft(
     log_every: int = 10,
 ) -> PhaseResult:
     """``cfg.steps`` steps of ``cfg.batch_size`` traces from ``params`` (or from the
-    phase's checkpoint at ``rt.resume_step``); ``rt.watch`` may stop it at a step boundary
+    phase's checkpoint at ``rt.resume_step``, read into the layout of ``params``, which
+    may then be abstract); ``rt.watch`` may stop it at a step boundary
     (:mod:`reczero_jax.rl.preemption`). Prompts are padded to the smallest of
     ``buckets`` that holds the longest trace prompt."""
-    state = init_train_state(params, make_optimizer(cfg.optim))
     mesh, ckpt, writer, seed, meta = rt.mesh, rt.ckpt, rt.writer, rt.seed, rt.meta
-    state, start = restore(ckpt, rt.resume_step, state, "sft")
+    tx = make_optimizer(cfg.optim)
+    state, start = start_state(params, tx, ckpt, rt.resume_step, "sft")
     step_fn = jit_train_step(state, mesh, objective, cfg.micro_groups or cfg.batch_size)
     sharding = batch_sharding(mesh)
     rows = local_rows(sharding, cfg.batch_size)  # the batch rows this process builds

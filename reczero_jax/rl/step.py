@@ -34,11 +34,6 @@ class TrainState:
         """The checkpointed part (the optimizer itself is rebuilt from the config)."""
         return {"params": self.params, "opt_state": self.opt_state, "step": self.step}
 
-    def replace_from(self, saved: dict) -> TrainState:
-        return self.replace(
-            params=saved["params"], opt_state=saved["opt_state"], step=saved["step"]
-        )
-
 
 def _split_micro(batch, micro_groups: int):
     """[B, ...] -> [B / micro_groups, micro_groups, ...], interleaved so that every
