@@ -201,6 +201,15 @@ class GRPOSettings:
       eps_low / eps_high / dual_clip_c: PPO clipping.
       kl_coef / kl_estimator: KL to the frozen starting policy (0 skips its forward).
       entropy_coef: entropy bonus.
+      dynamic_sampling: keep only the groups whose rewards differ and refill the step
+        from further prompts (DAPO; :mod:`reczero_jax.rl.group_filter`).
+      dynamic_max_rounds: at most this many rollouts of prompts_per_step prompts per step
+        with dynamic sampling (the cap on extra sampling).
+      overlong_penalty / overlong_buffer: soft overlong punishment: up to
+        ``overlong_penalty`` off the reward as an answer's length enters the last
+        ``overlong_buffer`` tokens of ``sampling.max_new_tokens``, all of it when cut
+        (0: off).
+      overlong_filter: answers cut at ``sampling.max_new_tokens`` are left out of the loss.
       reward_preset: 'paper', 'reference_code' or 'exact'.
       eval_every / eval_examples: validation strict MAE every N steps on that many
         validation examples (0: never); the best checkpoint is kept by it.
@@ -220,6 +229,11 @@ class GRPOSettings:
     kl_coef: float = 0.0
     kl_estimator: str = "k3"
     entropy_coef: float = 0.0
+    dynamic_sampling: bool = False
+    dynamic_max_rounds: int = 3
+    overlong_penalty: float = 0.0
+    overlong_buffer: int = 0
+    overlong_filter: bool = False
     reward_preset: str = "paper"
     eval_every: int = 50
     eval_examples: int = 256
@@ -263,6 +277,17 @@ class GRPOSettings:
         _require(self.eps_high >= 0, "grpo.eps_high", f"must be >= 0, got {self.eps_high}")
         _require(self.eval_every >= 0, "grpo.eval_every", "must be >= 0 (0: never)")
         _require(self.eval_examples >= 1, "grpo.eval_examples", "must be >= 1")
+        _require(
+            self.dynamic_max_rounds >= 1,
+            "grpo.dynamic_max_rounds",
+            f"must be >= 1 (rollouts per step), got {self.dynamic_max_rounds}",
+        )
+        _require(
+            self.overlong_penalty >= 0,
+            "grpo.overlong_penalty",
+            f"must be >= 0 (the most taken off the reward), got {self.overlong_penalty}",
+        )
+        _require(self.overlong_buffer >= 0, "grpo.overlong_buffer", "must be >= 0")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -459,6 +484,13 @@ class Settings:
                 "checkpoint.resume_from",
                 "mode 'eval' evaluates given weights: set checkpoint.resume_from (an Orbax "
                 "checkpoint) or model.hf_dir (a Hugging Face folder)",
+            )
+        if "grpo" in self.phases:
+            _require(
+                self.grpo.overlong_buffer < self.sampling.max_new_tokens,
+                "grpo.overlong_buffer",
+                f"{self.grpo.overlong_buffer} must be below sampling.max_new_tokens="
+                f"{self.sampling.max_new_tokens} (the buffer is the last tokens before it)",
             )
         if "sft" in self.phases:
             _require(

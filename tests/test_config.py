@@ -114,6 +114,13 @@ def _training(mode="recone", workdir="/tmp/unused", **sections):
         (_training(grpo={"aggregation": "sum"}), r"config\.grpo\.aggregation: must be one of"),
         (_training(grpo={"advantage_std": "x"}), r"config\.grpo\.advantage_std: must be one of"),
         (_training(grpo={"reward_preset": "x"}), r"config\.grpo\.reward_preset: must be one of"),
+        # the variants against group collapse
+        (_training(grpo={"dynamic_max_rounds": 0}), r"config\.grpo\.dynamic_max_rounds: must be"),
+        (_training(grpo={"overlong_penalty": -1.0}), r"config\.grpo\.overlong_penalty: must be"),
+        (
+            _training(grpo={"overlong_buffer": 64}, sampling={"max_new_tokens": 64}),
+            r"config\.grpo\.overlong_buffer: 64 must be below sampling\.max_new_tokens=64",
+        ),
         # traces 'teacher' only on the synthetic source (in a mode with a cold start)
         (
             _training(data={"source": "amazon2014", "path": "/x.json.gz"}),

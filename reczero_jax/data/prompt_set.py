@@ -127,9 +127,19 @@ class PromptRows:
         return self._prompts.ids(self._indices[k])
 
 
-def batch_indices(num_examples: int, batch: int, step: int, seed: int) -> np.ndarray:
+def batch_indices(
+    num_examples: int, batch: int, step: int, seed: int, round: int = 0
+) -> np.ndarray:
     """int64 [batch], the example indices of training step ``step``: epoch-wise
-    permutations derived from (seed, epoch), consumed ``batch`` at a time."""
+    permutations derived from (seed, epoch), consumed ``batch`` at a time.
+
+    ``round`` r > 0 gives the step's r-th set of further prompts (GRPO's dynamic
+    sampling): distinct examples drawn from (seed, step, r), independent of the epoch
+    order, so that round 0 is the same whether or not further rounds are drawn.
+    """
+    if round > 0:
+        rng = np.random.default_rng([seed, step, round])
+        return rng.choice(num_examples, batch, replace=num_examples < batch).astype(np.int64)
     out = []
     pos = step * batch
     while len(out) < batch:

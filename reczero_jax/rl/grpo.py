@@ -2,7 +2,9 @@
 
 Each loop step reads top to bottom: the prompts (``batch_indices`` of seed and step) ->
 rollout (G = ``grpo.num_generations`` answers per prompt, [B, G, T] from the sampler) ->
-rewards [B, G] on the token ids -> group advantages [B, G] -> ``epochs`` passes of
+rewards [B, G] on the token ids (+ the soft overlong penalty) -> group advantages [B, G]
+(with dynamic sampling: further rounds of prompts until B groups have reward spread,
+:func:`collect_groups`) -> ``epochs`` passes of
 ``mini_batches`` train steps with the GRPO objective -> metrics -> validation and
 checkpoint. Every key is folded from (seed, step), so a resumed run is exact.
 """
@@ -21,6 +23,7 @@ from reczero_jax.metrics import strict_rating_metrics
 from reczero_jax.model.model_config import ModelConfig
 from reczero_jax.multihost import to_host
 from reczero_jax.observe import PhaseTimer
+from reczero_jax.rl import group_filter
 from reczero_jax.rl.advantages import group_advantages, zero_std_fraction
 from reczero_jax.rl.evaluation import evaluate
 from reczero_jax.rl.losses import GRPOLoss
@@ -39,6 +42,8 @@ from reczero_jax.rl.step import batch_sharding, jit_train_step, make_optimizer
 from reczero_jax.sampling.sampler import GroupSampler
 from reczero_jax.settings import GRPOSettings, Settings
 
+EXTRA_ROUND_KEY = 1_000_000  # folded with a dynamic-sampling round r > 0 into the step key
+
 
 def grpo_objective(settings: Settings, config: ModelConfig) -> GRPOObjective:
     """The objective GRPO trains with (the one translation of the ``grpo`` section into a
@@ -52,6 +57,16 @@ def grpo_objective(settings: Settings, config: ModelConfig) -> GRPOObjective:
     return GRPOObjective(forward, loss)
 
 
+@dataclasses.dataclass(frozen=True)
+class Rollout:
+    """One rollout of B prompts: the batch, its rewards (host float32 [B, G], after any
+    overlong penalty) and its metrics."""
+
+    batch: GRPOBatch
+    rewards: np.ndarray
+    metrics: dict[str, float]
+
+
 def rollout(
     sampler: GroupSampler,
     params,
@@ -61,7 +76,7 @@ def rollout(
     reward_fn,
     cfg: GRPOSettings,
     key: jax.Array,
-) -> tuple[GRPOBatch, dict[str, float]]:
+) -> Rollout:
     """G answers to each of B prompts, their rewards and advantages.
 
     Args:
@@ -69,7 +84,9 @@ def rollout(
         holds); targets / fallbacks: float32 [B] true ratings and the strict metric's
         stand-ins.
       reward_fn: ``(tokens [B, G, T], lengths [B, G], targets [B, G]) -> RewardOut``.
-    Returns the GRPOBatch (no reference log-probs) and the rollout's metrics.
+    The soft overlong penalty (``cfg.overlong_penalty``) is added to the rewards before the
+    advantages; ``cfg.overlong_filter`` masks the cut answers out of the loss.
+    Returns the Rollout (its batch has no reference log-probs).
     """
     tick = time.perf_counter()
     out = jax.block_until_ready(sampler.sample(params, prompts, cfg.num_generations, key=key))
@@ -77,22 +94,31 @@ def rollout(
     b, g, t = out.tokens.shape
     targets_bg = np.broadcast_to(targets[:, None], (b, g))
     rew = reward_fn(out.tokens, out.lengths, np.ascontiguousarray(targets_bg, np.float32))
-    adv = jax.block_until_ready(group_advantages(rew.reward, cfg.advantage_std))
+    reward = rew.reward
+    if cfg.overlong_penalty > 0:
+        penalty = group_filter.soft_overlong_penalty(
+            out.lengths, out.stopped, t, cfg.overlong_buffer, cfg.overlong_penalty
+        )
+        reward = reward + penalty
+    adv = jax.block_until_ready(group_advantages(reward, cfg.advantage_std))
     reward_s = time.perf_counter() - tick - sample_s
+    resp_mask = jnp.arange(t) < out.lengths[..., None]
+    if cfg.overlong_filter:
+        resp_mask = group_filter.overlong_mask(resp_mask, out.stopped)
     batch = GRPOBatch(
         prompt=out.prompt,
         prompt_valid=out.prompt_valid,
         resp=out.tokens,
-        resp_mask=jnp.arange(t) < out.lengths[..., None],
+        resp_mask=resp_mask,
         old_logp=out.logprobs,
         advantages=adv,
     )
-    valid, rating, reward = to_host(rew.valid), to_host(rew.rating), to_host(rew.reward)
+    valid, rating, reward = to_host(rew.valid), to_host(rew.rating), to_host(reward)
     fallbacks_bg = np.broadcast_to(fallbacks[:, None], (b, g))
     strict = strict_rating_metrics(
         rating.ravel(), valid.ravel(), targets_bg.ravel(), fallbacks_bg.ravel()
     )
-    lengths = to_host(out.lengths)
+    lengths, stopped = to_host(out.lengths), to_host(out.stopped)
     metrics = {
         "reward/mean": float(reward.mean()),
         "reward/std": float(reward.std()),
@@ -101,13 +127,62 @@ def rollout(
         "groups/frac_reward_zero_std": float(zero_std_fraction(reward)),
         "response/length_mean": float(lengths.mean()),
         "response/length_max": float(lengths.max()),
-        "response/stopped_frac": float(to_host(out.stopped).mean()),
+        "response/stopped_frac": float(stopped.mean()),
         "rollout/tokens": float(lengths.sum()),
         "time/sample_s": sample_s,
         "time/reward_s": reward_s,
         "perf/rollout_tokens_per_s": float(lengths.sum()) / max(sample_s, 1e-9),
     }
-    return batch, metrics
+    if cfg.overlong_penalty > 0:
+        metrics["overlong/penalty_mean"] = float(to_host(penalty).mean())
+    if cfg.overlong_filter:
+        metrics["overlong/filtered_frac"] = float(1.0 - stopped.mean())
+    return Rollout(batch, reward, metrics)
+
+
+def _pad_prompts(batch: GRPOBatch, p: int) -> GRPOBatch:
+    """``batch`` with its left-padded prompts widened to ``p`` columns (more left padding)."""
+    extra = p - batch.prompt.shape[1]
+    if extra == 0:
+        return batch
+    widen = lambda x, fill: jnp.pad(x, ((0, 0), (extra, 0)), constant_values=fill)  # noqa: E731
+    # the pad value of the token ids is irrelevant: prompt_valid masks it out
+    return batch.replace(
+        prompt=widen(batch.prompt, 0), prompt_valid=widen(batch.prompt_valid, False)
+    )
+
+
+def collect_groups(draw, cfg: GRPOSettings) -> tuple[GRPOBatch, dict[str, float]]:
+    """The step's batch of B = ``cfg.prompts_per_step`` groups.
+
+    ``draw(r)`` samples rollout round r (round 0: the step's own prompts; later rounds:
+    further prompts). Without ``cfg.dynamic_sampling`` the batch is round 0. With it,
+    rounds are drawn until B groups have reward spread or ``cfg.dynamic_max_rounds``
+    rounds were drawn; :func:`group_filter.select_groups` picks the batch. Rollout metrics
+    are means over every round (what the policy did), plus ``groups/kept_frac`` (the
+    informative share of the batch), ``dynamic/rounds`` and ``dynamic/extra_prompts``.
+    """
+    size = cfg.prompts_per_step
+    rounds = [draw(0)]
+    informative = group_filter.informative_groups(rounds[0].rewards)
+    more = lambda: informative.sum() < size and len(rounds) < cfg.dynamic_max_rounds  # noqa: E731
+    while cfg.dynamic_sampling and more():
+        rounds.append(draw(len(rounds)))
+        found = group_filter.informative_groups(rounds[-1].rewards)
+        informative = np.concatenate([informative, found])
+    metrics = mean_metrics([r.metrics for r in rounds])
+    if len(rounds) == 1 and not cfg.dynamic_sampling:
+        return rounds[0].batch, metrics
+    keep = group_filter.select_groups(informative, size)
+    p = max(r.batch.prompt.shape[1] for r in rounds)
+    batches = [_pad_prompts(r.batch, p) for r in rounds]
+    merged = jax.tree.map(lambda *xs: jnp.concatenate(xs)[keep], *batches)
+    metrics.update({
+        "groups/kept_frac": float(informative[keep].mean()),
+        "dynamic/rounds": float(len(rounds)),
+        "dynamic/extra_prompts": float((len(rounds) - 1) * size),
+    })  # fmt: skip
+    return merged, metrics
 
 
 def minibatches(batch: GRPOBatch, n: int, key: jax.Array) -> list[GRPOBatch]:
@@ -166,13 +241,18 @@ def run_grpo(
     )
     for step in range(start, cfg.steps):
         tick = time.perf_counter()
-        idx = batch_indices(len(train), cfg.prompts_per_step, step, seed)
         step_key = jax.random.fold_in(root, step)
-        with timer.phase("rollout"):
-            batch, m = rollout(
-                sampler, state.params, train.rows(idx), train.targets_of(idx),
-                train.fallbacks_of(idx), reward_fn, cfg, jax.random.fold_in(step_key, 0),
+
+        def draw(r, step=step, step_key=step_key, params=state.params):
+            idx = batch_indices(len(train), cfg.prompts_per_step, step, seed, r)
+            key = jax.random.fold_in(step_key, 0 if r == 0 else EXTRA_ROUND_KEY + r)
+            return rollout(
+                sampler, params, train.rows(idx), train.targets_of(idx),
+                train.fallbacks_of(idx), reward_fn, cfg, key,
             )  # fmt: skip
+
+        with timer.phase("rollout"):
+            batch, m = collect_groups(draw, cfg)
             if ref_fn is not None:
                 batch = batch.replace(ref_logp=ref_fn(ref_params, batch))
         with timer.phase("update"):

@@ -154,11 +154,11 @@ def test_training_reads_only_the_records_it_uses(tmp_path):
     train, used = splits["train"], set()
     for step in range(2):
         idx = batch_indices(len(train), settings.grpo.prompts_per_step, step, settings.seed)
-        batch, _ = rollout(
+        drawn = rollout(
             engine.sampler(greedy=False), params, train.rows(idx), train.targets_of(idx),
             train.fallbacks_of(idx), reward_fn, settings.grpo, jax.random.key(step),
         )  # fmt: skip
-        assert batch.resp.shape[0] == len(idx)
+        assert drawn.batch.resp.shape[0] == len(idx)
         used |= set(idx.tolist())
     reads = data.examples["train"].source.reads
     assert set(reads) == used and set(reads.values()) == {1}
