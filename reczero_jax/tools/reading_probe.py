@@ -61,16 +61,55 @@ def _fraction(hits: list[bool]) -> float:
     return float(np.mean(hits)) if hits else float("nan")
 
 
-def summarize(answers: list[str], teachers: list[str]) -> dict[str, float]:
+def summarize(
+    answers: list[str], teachers: list[str], targets: np.ndarray | None = None
+) -> dict[str, float]:
     """Fraction of answers right per field, and how often an answer rates by its own
-    midpoint (``rating_is_own_midpoint``) or by its own leaning (``rating_is_own_leaning``)."""
+    midpoint (``rating_is_own_midpoint``) or by its own leaning (``rating_is_own_leaning``).
+
+    With the true ratings ``targets`` [N]: the MAE of rating every example by the answer's
+    own leaning (``own_leaning_mae``: what "rate by your analysis" would score with this
+    model's reading; a missing leaning falls back to its midpoint, then to 3) and by the
+    teacher's noise-free leaning (``teacher_leaning_mae``, the same rule read perfectly).
+    """
     own = [fields(a) for a in answers]  # each answer is parsed once
-    rows = [_same(a, fields(t)) for a, t in zip(own, teachers, strict=True)]
+    theirs = [fields(t) for t in teachers]
+    rows = [_same(a, t) for a, t in zip(own, theirs, strict=True)]
     out = {k: _fraction([r[k] for r in rows]) for k in FIELDS}
     for name in ("midpoint", "leaning"):
         hits = [f["rating"] is not None and f["rating"] == f[name] for f in own]
         out[f"rating_is_own_{name}"] = _fraction(hits)
+    if targets is not None:
+        for name, parsed in (("own", own), ("teacher", theirs)):
+            guess = [float(f["leaning"] or f["midpoint"] or 3) for f in parsed]
+            out[f"{name}_leaning_mae"] = float(np.mean(np.abs(np.asarray(guess) - targets)))
     return out
+
+
+def _features(examples, world) -> np.ndarray:
+    """float64 [N, 4]: 1, user average, item average, #pos - #neg aspects (as the prompt
+    shows them: :func:`reczero_jax.data.teacher.visible_evidence`)."""
+    from reczero_jax.data.teacher import visible_evidence
+
+    rows = []
+    for e in examples:
+        marks = [m for _, m in visible_evidence(e, world)["aspects"]]
+        rows.append(
+            [1.0, e.user_avg_rating, e.item_avg_rating, marks.count("pos") - marks.count("neg")]
+        )
+    return np.asarray(rows, np.float64)
+
+
+def linear_rule_mae(train, test, world, targets: np.ndarray) -> float:
+    """MAE on ``test`` of the least-squares rule rating ~ user avg + item avg + (#pos - #neg),
+    fitted on the ``train`` examples, rounded and clipped to [1, 5]: what a policy that
+    reads the prompt perfectly could reach with a better weighting than the teacher's
+    leaning."""
+    x = _features(train, world)
+    y = np.asarray([e.rating for e in train], np.float64)
+    coef = np.linalg.lstsq(x, y, rcond=None)[0]
+    guess = np.clip(np.floor(_features(test, world) @ coef + 0.5), 1, 5)
+    return float(np.mean(np.abs(guess - targets)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,7 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     rng = np.random.default_rng(0)  # unused: the traces are noise-free
     teachers = [teacher_trace(e, data.world, rng, 0.0) for e in test.examples]
-    result = {k: round(v, 4) for k, v in summarize(report["samples"], teachers).items()}
+    targets = np.asarray(test.targets_of(np.arange(n)), np.float64)
+    summary = summarize(report["samples"], teachers, targets)
+    summary["linear_rule_mae"] = linear_rule_mae(
+        data.examples["train"], test.examples, data.world, targets
+    )
+    result = {k: round(v, 4) for k, v in summary.items()}
     result["mae_of_answers"] = round(report["mae"], 4)
     print(json.dumps({"phase": args.phase, "step": source.step, "examples": n, **result}))
     return 0

@@ -48,6 +48,18 @@ def test_summary_counts_ratings_that_follow_the_answer_s_own_analysis():
     assert s["rating_is_own_leaning"] == 1 / 3
 
 
+def test_leaning_maes_rate_by_the_own_and_the_teacher_s_leaning():
+    wrong_leaning = TEACHER.replace("by the aspects 3", "by the aspects 5")
+    no_leaning = TEACHER.replace("by the aspects 3", "")
+    answers = [TEACHER, wrong_leaning, no_leaning, "<rate> 2 </rate>"]
+    targets = np.array([3.0, 4.0, 1.0, 5.0])
+    s = summarize(answers, [TEACHER] * 4, targets)
+    # own leanings: 3, 5, then the midpoint 4, then 3 (nothing written)
+    assert s["own_leaning_mae"] == np.mean([0, 1, 3, 2])
+    assert s["teacher_leaning_mae"] == np.mean([0, 1, 2, 2])
+    assert "own_leaning_mae" not in summarize(answers, [TEACHER] * 4)
+
+
 def test_every_field_is_found_in_real_teacher_traces():
     data = load_data(
         DataConfig(synthetic=SyntheticConfig(num_users=60, num_items=30)), splits=("test",)
@@ -60,3 +72,27 @@ def test_every_field_is_found_in_real_teacher_traces():
 def test_missing_checkpoints_exit_2(tmp_path, capsys):
     assert main(["--config", "configs/demo.py:quick", "--workdir", str(tmp_path)]) == 2
     assert "no sft checkpoints" in capsys.readouterr().err
+
+
+def test_linear_rule_reads_the_features_the_teacher_writes():
+    """The linear rule's features, rebuilt from the teacher's noise-free traces (averages
+    and the item's pos / neg marks as written), give the same MAE."""
+    from reczero_jax.tools.reading_probe import linear_rule_mae
+
+    data = load_data(DataConfig(synthetic=SyntheticConfig(num_users=80, num_items=30)))
+    train, test = data.examples["train"], data.examples["test"]
+    targets = np.asarray([e.rating for e in test], np.float64)
+    got = linear_rule_mae(train, test, data.world, targets)
+
+    rng = np.random.default_rng(0)
+
+    def row(e):
+        f = fields(teacher_trace(e, data.world, rng, 0.0))
+        marks = f["item_aspects"].split()[1::2]
+        pos_minus_neg = marks.count("pos") - marks.count("neg")
+        return [1.0, float(f["user_average"]), float(f["item_average"]), pos_minus_neg]
+
+    x, xt = np.array([row(e) for e in train]), np.array([row(e) for e in test])
+    coef = np.linalg.solve(x.T @ x, x.T @ np.array([e.rating for e in train]))
+    want = np.mean(np.abs(np.clip(np.floor(xt @ coef + 0.5), 1, 5) - targets))
+    assert abs(got - want) < 0.02  # the trace prints the averages to 2 decimals
