@@ -297,7 +297,8 @@ class SFTSettings:
     Attributes:
       steps / batch_size / micro_groups: optimizer steps, examples per step, examples per
         micro-batch (0: whole batch).
-      traces: 'teacher' (the synthetic world's teacher), 'file' (JSONL at traces_path, a
+      traces: 'teacher' (the synthetic world's teacher; on real data the review teacher of
+        ``data/review_teacher.py``), 'file' (JSONL at traces_path, a
         local path or a URI such as gs://bucket/traces.jsonl) or
         'self' (sampled from the current model, wrong answers rewritten with the true
         rating as a hint).
@@ -493,12 +494,6 @@ class Settings:
                 f"{self.sampling.max_new_tokens} (the buffer is the last tokens before it)",
             )
         if "sft" in self.phases:
-            _require(
-                self.sft.traces != "teacher" or self.data.source == "synthetic",
-                "sft.traces",
-                "'teacher' needs data.source='synthetic' (the teacher reads the world); "
-                "use sft.traces='file' or 'self' for real data",
-            )
             _require(
                 self.sft.traces != "file" or as_path(self.sft.traces_path).is_file(),
                 "sft.traces_path",

@@ -121,11 +121,6 @@ def _training(mode="recone", workdir="/tmp/unused", **sections):
             _training(grpo={"overlong_buffer": 64}, sampling={"max_new_tokens": 64}),
             r"config\.grpo\.overlong_buffer: 64 must be below sampling\.max_new_tokens=64",
         ),
-        # traces 'teacher' only on the synthetic source (in a mode with a cold start)
-        (
-            _training(data={"source": "amazon2014", "path": "/x.json.gz"}),
-            r"config\.sft\.traces: 'teacher' needs data\.source='synthetic'",
-        ),
         # a traces file that exists
         (
             _training(sft={"traces": "file", "traces_path": "/nope/traces.jsonl"}),

@@ -36,6 +36,7 @@ from reczero_jax.baselines.evaluate import baseline_results
 from reczero_jax.checkpointing import Checkpointer
 from reczero_jax.data.loader import LoadedData, load_data
 from reczero_jax.data.prompt_set import PromptSet, tokenizer_corpus
+from reczero_jax.data.review_teacher import review_trace, review_traces
 from reczero_jax.data.teacher import teacher_trace
 from reczero_jax.engine import Engine, build_engine, device_summary, plan_phase
 from reczero_jax.observe import MetricWriter
@@ -62,12 +63,14 @@ def reward_function(s: Settings, engine: Engine):
 
 
 def scratch_corpus(data: LoadedData, s: Settings) -> list[str]:
-    """Texts a scratch model's tokenizer is trained on (with the synthetic teacher's
-    answers, so its tags and words are single tokens)."""
+    """Texts a scratch model's tokenizer is trained on (with the teacher's answers: the
+    synthetic world's, or on real data the review teacher's, so that their tags and words
+    are single tokens)."""
     variant = s.data.prompt.variant
-    extra = None
     if data.world is not None:
         extra = lambda e, rng: teacher_trace(e, data.world, rng, 0.0, variant)  # noqa: E731
+    else:
+        extra = lambda e, rng: review_trace(e, rng, 0.0, variant)  # noqa: E731
     return tokenizer_corpus(data.examples["train"], variant, s.seed, extra)
 
 
@@ -76,11 +79,15 @@ def _traces(s: Settings, data: LoadedData, engine: Engine, train: PromptSet, ini
     the weights that write the self-generated traces."""
     eos = engine.eos_ids[0]
     if s.sft.traces == "teacher":
+        # The synthetic world's teacher reads its latents; on real data (no world) the
+        # review teacher states what each prompt shows. Both rate by the midpoint of the
+        # two averages with data.synthetic.teacher_noise stars of noise.
         noise = s.data.synthetic.teacher_noise
-        found, stats = (
-            traces.teacher_traces(train, data.world, s.sft.num_traces, s.seed, noise, eos),
-            {},
-        )
+        if data.world is not None:
+            found = traces.teacher_traces(train, data.world, s.sft.num_traces, s.seed, noise, eos)
+        else:
+            found = review_traces(train, s.sft.num_traces, s.seed, noise, eos)
+        stats = {"teacher": "synthetic" if data.world is not None else "review"}
     elif s.sft.traces == "file":
         found, stats = traces.file_traces(s.sft.traces_path, train, eos)
     else:

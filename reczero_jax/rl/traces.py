@@ -3,7 +3,9 @@
 Sources:
 
 * ``teacher``: the synthetic world's weak teacher (right analysis, rating
-  round((user_avg + item_avg) / 2) plus noise in the traces);
+  round((user_avg + item_avg) / 2) plus noise in the traces); on real data, without a
+  world, the review teacher of :mod:`reczero_jax.data.review_teacher` (an analysis of what
+  the prompt shows, the same rating rule);
 * ``file``: a JSONL file written by any teacher LLM. Each line is either
   ``{"prompt": str, "response": str}`` (the prompt text used as is) or
   ``{"user_id": str, "item_id": str, "response": str}`` (the prompt built from the train
