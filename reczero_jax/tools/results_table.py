@@ -1,6 +1,7 @@
 """A markdown table of finished runs, read from their ``results.json`` (never typed by hand).
 
     python -m reczero_jax.tools.results_table NAME=WORKDIR [NAME=WORKDIR ...] [--seeds]
+        [--no-seconds]
 
 One row per run: the strict test MAE after the cold start and after GRPO, the biased MF
 baseline on the same test examples, the share of the teacher-to-Bayes gap GRPO closed,
@@ -56,15 +57,17 @@ def _spread(values: list[float], name: str) -> str:
     return f"{_cell(name, mean)} ({_cell(name, min(values))} .. {_cell(name, max(values))})"
 
 
-def table(runs: list[tuple[str, dict]], seeds: bool = False) -> str:
-    """Markdown table of ``runs`` (name, results dict); with ``seeds`` a mean row."""
-    lines = ["| run | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+def table(runs: list[tuple[str, dict]], seeds: bool = False, seconds: bool = True) -> str:
+    """Markdown table of ``runs`` (name, results dict); with ``seeds`` a mean row; without
+    ``seconds`` no time column (runs measured under different loads)."""
+    columns = COLUMNS if seconds else COLUMNS[:-1]
+    lines = ["| run | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     rows = [(name, row_of(r)) for name, r in runs]
     for name, row in rows:
-        lines.append(f"| {name} | " + " | ".join(_cell(c, row[c]) for c in COLUMNS) + " |")
+        lines.append(f"| {name} | " + " | ".join(_cell(c, row[c]) for c in columns) + " |")
     if seeds and rows:
         cells = []
-        for c in COLUMNS:
+        for c in columns:
             values = [r[c] for _, r in rows if r[c] is not None]
             if c == "beats MF":
                 cells.append(f"{sum(values)} of {len(values)}")
@@ -78,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", metavar="NAME=WORKDIR")
     parser.add_argument("--seeds", action="store_true", help="add the mean and spread row")
+    parser.add_argument("--no-seconds", action="store_true", help="leave out the time column")
     args = parser.parse_args(argv)
     from reczero_jax.paths import as_path
 
@@ -91,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {path} does not exist (is {workdir} a finished run?)", file=sys.stderr)
             return 2
         runs.append((name, json.loads(path.read_text())))
-    print(table(runs, seeds=args.seeds))
+    print(table(runs, seeds=args.seeds, seconds=not args.no_seconds))
     return 0
 
 

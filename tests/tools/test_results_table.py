@@ -32,6 +32,8 @@ def test_seed_row_has_mean_and_spread():
     assert last.startswith("| mean (min .. max) |")
     assert "0.7000 (0.6500 .. 0.7500)" in last and "1 of 2" in last
     assert "0.400 (0.300 .. 0.500)" in last  # the gap shares
+    untimed = table([("s0", _results(0.65))], seconds=False)
+    assert "seconds" not in untimed and untimed.splitlines()[-1].endswith("| yes |")
 
 
 def test_cli_reads_workdirs_and_names_a_missing_one(tmp_path, capsys):
