@@ -56,6 +56,7 @@ import numpy as np
 
 from reczero_jax.data.examples import Example, HistoryEntry, ItemReview
 from reczero_jax.data.prompts import build_prompt
+from reczero_jax.data.teacher import format_answer, rule_ratings
 
 HIGH, LOW = 4.0, 2.0  # a shown rating >= HIGH is high, <= LOW is low
 MAX_WORDS = 2  # at most this many [pos] and this many [neg] words
@@ -70,11 +71,6 @@ NEG_WORDS = frozenset({
     "noisy", "waste", "failed", "hate", "hated",
 })  # fmt: skip
 _WORD = re.compile(r"[a-z]+")
-
-
-def round_rating(x) -> np.ndarray:
-    """clip(floor(x + 1/2), 1, 5) elementwise (the teachers' rounding), as floats."""
-    return np.clip(np.floor(np.asarray(x, dtype=np.float64) + 0.5), 1.0, 5.0)
 
 
 def shown_histories(
@@ -165,21 +161,12 @@ def review_trace(
     rounding (``rng`` is drawn from only when noise > 0); the analysis states what the
     prompt with ``num_dropped`` history entries left out shows (module docstring).
     """
-    rule = (example.user_avg_rating + example.item_avg_rating) / 2
-    midpoint = int(round_rating(rule))
-    rating = int(round_rating(rule + (rng.normal(0.0, noise) if noise > 0 else 0.0)))
-    rate = f"<rate> {rating} </rate>"
+    midpoint, rating = rule_ratings(example, rng, noise)
     if variant == "rating_only":
-        return rate
+        return format_answer("", "", "", rating, variant)
     user_part, item_part, match = review_analysis(example, num_dropped)
     match = f"{match} ; midpoint of the averages {midpoint}"
-    if variant == "single_think":
-        return f"<think> {user_part} . {item_part} . {match} </think>\n{rate}"
-    return (
-        f"<analyze user> {user_part} </analyze user>\n"
-        f"<analyze item> {item_part} </analyze item>\n"
-        f"<match> {match} </match>\n{rate}"
-    )
+    return format_answer(user_part, item_part, match, rating, variant)
 
 
 def review_traces(

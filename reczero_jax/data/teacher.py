@@ -23,13 +23,38 @@ from reczero_jax.data.examples import Example
 from reczero_jax.data.synthetic import GENRES, QUALITY_CUT, World
 
 
-def _round_rating(x) -> np.ndarray:
+def round_rating(x) -> np.ndarray:
     return np.clip(np.floor(np.asarray(x, dtype=np.float64) + 0.5), 1.0, 5.0)
 
 
 def teacher_rating(user_avg_rating, item_avg_rating) -> np.ndarray:
     """The noise-free rule on [N] averages -> [N] integer stars (as floats)."""
-    return _round_rating((np.asarray(user_avg_rating) + np.asarray(item_avg_rating)) / 2)
+    return round_rating((np.asarray(user_avg_rating) + np.asarray(item_avg_rating)) / 2)
+
+
+def rule_ratings(example: Example, rng: np.random.Generator, noise: float) -> tuple[int, int]:
+    """(midpoint, rating) of the teachers' rule on ``example``'s two averages: the
+    noise-free midpoint, and the traces' rating with N(0, ``noise``) before the rounding
+    (``rng`` is drawn from only when noise > 0)."""
+    rule = (example.user_avg_rating + example.item_avg_rating) / 2
+    midpoint = int(round_rating(rule))
+    rating = int(round_rating(rule + (rng.normal(0.0, noise) if noise > 0 else 0.0)))
+    return midpoint, rating
+
+
+def format_answer(user_part: str, item_part: str, match: str, rating: int, variant: str) -> str:
+    """A teacher's answer in the format of ``variant``: 'four_step' (the four tags),
+    'single_think' (one <think> block then <rate>) or 'rating_only' (<rate> alone)."""
+    rate = f"<rate> {rating} </rate>"
+    if variant == "rating_only":
+        return rate
+    if variant == "single_think":
+        return f"<think> {user_part} . {item_part} . {match} </think>\n{rate}"
+    return (
+        f"<analyze user> {user_part} </analyze user>\n"
+        f"<analyze item> {item_part} </analyze item>\n"
+        f"<match> {match} </match>\n{rate}"
+    )
 
 
 def visible_evidence(example: Example, world: World) -> dict:
@@ -80,12 +105,9 @@ def teacher_trace(
     The analysis is a function of the prompt alone (:func:`visible_evidence`; the two
     averages copied as the prompt prints them), so a model can learn to write it.
     """
-    rule = (example.user_avg_rating + example.item_avg_rating) / 2
-    midpoint = int(_round_rating(rule))
-    rating = int(_round_rating(rule + (rng.normal(0.0, noise) if noise > 0 else 0.0)))
-    rate = f"<rate> {rating} </rate>"
+    midpoint, rating = rule_ratings(example, rng, noise)
     if variant == "rating_only":
-        return rate
+        return format_answer("", "", "", rating, variant)
     ev = visible_evidence(example, world)
     stances = " ".join(f"{name} {mark}" for name, mark in ev["stances"])
     price = "cares about price" if ev["cares_price"] else "ignores price"
@@ -103,10 +125,4 @@ def teacher_trace(
         f"the item {verdict} this user ; midpoint of the averages {midpoint} ; "
         f"by the aspects {leaning}"
     )
-    if variant == "single_think":
-        return f"<think> {user_part} . {item_part} . {match} </think>\n{rate}"
-    return (
-        f"<analyze user> {user_part} </analyze user>\n"
-        f"<analyze item> {item_part} </analyze item>\n"
-        f"<match> {match} </match>\n{rate}"
-    )
+    return format_answer(user_part, item_part, match, rating, variant)
