@@ -13,7 +13,7 @@ import numpy as np
 
 from reczero_jax.data.data_config import PromptConfig
 from reczero_jax.data.examples import Example
-from reczero_jax.data.prompts import INSTRUCTIONS, build_prompt, format_inputs
+from reczero_jax.data.prompts import INSTRUCTIONS, Prompt, build_prompt, format_inputs
 
 
 class PromptSet:
@@ -69,13 +69,17 @@ class PromptSet:
         examples ``indices`` (the user's average rating shown in the prompt)."""
         return np.asarray([self._number(i, 1) for i in indices], np.float32)
 
+    def prompt(self, i: int) -> Prompt:
+        """Prompt ``i`` built (text, token ids, history entries dropped); its ids are kept."""
+        built = build_prompt(self.example(i), self.tokenizer, self.prompt_cfg)
+        self._ids[int(i)] = list(built.token_ids)
+        return built
+
     def ids(self, i: int) -> list[int]:
         """The token ids of prompt ``i``."""
         i = int(i)
         if i not in self._ids:
-            self._ids[i] = list(
-                build_prompt(self.example(i), self.tokenizer, self.prompt_cfg).token_ids
-            )
+            self.prompt(i)
         return self._ids[i]
 
     def rows(self, indices) -> PromptRows:
@@ -84,7 +88,7 @@ class PromptSet:
         return PromptRows(self, [int(i) for i in indices])
 
     def text(self, i: int) -> str:
-        return build_prompt(self.example(i), self.tokenizer, self.prompt_cfg).text
+        return self.prompt(i).text
 
     def sample(self, n: int, seed: int) -> PromptSet:
         """A fixed random sample of ``n`` prompts (all of them when n <= 0 or n >= len),

@@ -45,7 +45,8 @@ A training prompt of ``configs/amazon_music.py`` and its noise-free trace:
 
 (The user rated it 5.)
 
-Pure functions of their arguments; :func:`review_traces` draws the traces of a cold start.
+Pure functions of their arguments; ``rl.traces.teacher_traces`` draws the traces of a
+cold start with it when there is no synthetic world.
 """  # noqa: E501
 
 from __future__ import annotations
@@ -55,7 +56,6 @@ import re
 import numpy as np
 
 from reczero_jax.data.examples import Example, HistoryEntry, ItemReview
-from reczero_jax.data.prompts import build_prompt
 from reczero_jax.data.teacher import format_answer, rule_ratings
 
 HIGH, LOW = 4.0, 2.0  # a shown rating >= HIGH is high, <= LOW is low
@@ -167,25 +167,3 @@ def review_trace(
     user_part, item_part, match = review_analysis(example, num_dropped)
     match = f"{match} ; midpoint of the averages {midpoint}"
     return format_answer(user_part, item_part, match, rating, variant)
-
-
-def review_traces(
-    train, num: int, seed: int, noise: float, eos_id: int
-) -> list[tuple[list[int], list[int]]]:
-    """``num`` random prompts of ``train`` (a ``PromptSet``) answered by the review teacher:
-    (prompt ids, response ids ending with ``eos_id``) pairs, drawn like the synthetic
-    teacher's traces (``rl.traces.teacher_traces``). Each analysis states what its prompt
-    shows, after any history entries that ``prompt.max_prompt_tokens`` made it drop."""
-    rng = np.random.default_rng([seed, 7])
-    idx = rng.choice(len(train), size=min(num, len(train)), replace=False)
-    cfg, tokenizer = train.prompt_cfg, train.tokenizer
-    out = []
-    for i in idx:
-        example = train.example(int(i))
-        dropped = 0
-        if cfg.max_prompt_tokens:  # the prompt may have left out its oldest entries
-            dropped = build_prompt(example, tokenizer, cfg).num_history_dropped
-        text = review_trace(example, rng, noise, cfg.variant, dropped)
-        response = list(tokenizer(text, add_special_tokens=False)["input_ids"]) + [eos_id]
-        out.append((train.ids(int(i)), response))
-    return out

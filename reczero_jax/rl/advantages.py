@@ -32,9 +32,3 @@ def group_advantages(rewards_bg: jax.Array, std: str = "unbiased", eps: float = 
     ddof = 1 if std == "unbiased" else 0
     sd = jnp.sqrt(jnp.sum(centred**2, axis=-1, keepdims=True) / (g - ddof))
     return centred / (sd + eps)
-
-
-def zero_std_fraction(rewards_bg: jax.Array) -> jax.Array:
-    """Fraction of groups whose rewards are all equal (their advantages are all 0)."""
-    r = rewards_bg.astype(jnp.float32)
-    return jnp.mean(jnp.all(r == r[:, :1], axis=-1).astype(jnp.float32))

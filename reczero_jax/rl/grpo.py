@@ -24,7 +24,7 @@ from reczero_jax.model.model_config import ModelConfig
 from reczero_jax.multihost import to_host
 from reczero_jax.observe import PhaseTimer
 from reczero_jax.rl import group_filter
-from reczero_jax.rl.advantages import group_advantages, zero_std_fraction
+from reczero_jax.rl.advantages import group_advantages
 from reczero_jax.rl.evaluation import evaluate
 from reczero_jax.rl.losses import GRPOLoss
 from reczero_jax.rl.objectives import GRPOBatch, GRPOObjective, training_forward
@@ -65,6 +65,11 @@ class Rollout:
     batch: GRPOBatch
     rewards: np.ndarray
     metrics: dict[str, float]
+
+    @property
+    def informative(self) -> np.ndarray:
+        """bool [B]: the groups whose rewards differ (:func:`group_filter.informative_groups`)."""
+        return group_filter.informative_groups(self.rewards)
 
 
 def rollout(
@@ -124,7 +129,7 @@ def rollout(
         "reward/std": float(reward.std()),
         "format/valid_frac": float(valid.mean()),
         "batch/mae": strict["mae"],
-        "groups/frac_reward_zero_std": float(zero_std_fraction(reward)),
+        "groups/frac_reward_zero_std": float(1.0 - group_filter.informative_groups(reward).mean()),
         "response/length_mean": float(lengths.mean()),
         "response/length_max": float(lengths.max()),
         "response/stopped_frac": float(stopped.mean()),
@@ -164,15 +169,16 @@ def collect_groups(draw, cfg: GRPOSettings) -> tuple[GRPOBatch, dict[str, float]
     """
     size = cfg.prompts_per_step
     rounds = [draw(0)]
-    informative = group_filter.informative_groups(rounds[0].rewards)
-    more = lambda: informative.sum() < size and len(rounds) < cfg.dynamic_max_rounds  # noqa: E731
-    while cfg.dynamic_sampling and more():
+    while (
+        cfg.dynamic_sampling
+        and len(rounds) < cfg.dynamic_max_rounds
+        and sum(int(r.informative.sum()) for r in rounds) < size
+    ):
         rounds.append(draw(len(rounds)))
-        found = group_filter.informative_groups(rounds[-1].rewards)
-        informative = np.concatenate([informative, found])
     metrics = mean_metrics([r.metrics for r in rounds])
-    if len(rounds) == 1 and not cfg.dynamic_sampling:
+    if not cfg.dynamic_sampling:
         return rounds[0].batch, metrics
+    informative = np.concatenate([r.informative for r in rounds])
     keep = group_filter.select_groups(informative, size)
     p = max(r.batch.prompt.shape[1] for r in rounds)
     batches = [_pad_prompts(r.batch, p) for r in rounds]

@@ -36,8 +36,6 @@ from reczero_jax.baselines.evaluate import baseline_results
 from reczero_jax.checkpointing import Checkpointer
 from reczero_jax.data.loader import LoadedData, load_data
 from reczero_jax.data.prompt_set import PromptSet, tokenizer_corpus
-from reczero_jax.data.review_teacher import review_trace, review_traces
-from reczero_jax.data.teacher import teacher_trace
 from reczero_jax.engine import Engine, build_engine, device_summary, plan_phase
 from reczero_jax.observe import MetricWriter
 from reczero_jax.paths import as_path
@@ -67,10 +65,8 @@ def scratch_corpus(data: LoadedData, s: Settings) -> list[str]:
     synthetic world's, or on real data the review teacher's, so that their tags and words
     are single tokens)."""
     variant = s.data.prompt.variant
-    if data.world is not None:
-        extra = lambda e, rng: teacher_trace(e, data.world, rng, 0.0, variant)  # noqa: E731
-    else:
-        extra = lambda e, rng: review_trace(e, rng, 0.0, variant)  # noqa: E731
+    answer = traces.teacher_answer(data.world, 0.0, variant)
+    extra = lambda e, rng: answer(e, rng, 0)  # noqa: E731
     return tokenizer_corpus(data.examples["train"], variant, s.seed, extra)
 
 
@@ -83,10 +79,7 @@ def _traces(s: Settings, data: LoadedData, engine: Engine, train: PromptSet, ini
         # review teacher states what each prompt shows. Both rate by the midpoint of the
         # two averages with data.synthetic.teacher_noise stars of noise.
         noise = s.data.synthetic.teacher_noise
-        if data.world is not None:
-            found = traces.teacher_traces(train, data.world, s.sft.num_traces, s.seed, noise, eos)
-        else:
-            found = review_traces(train, s.sft.num_traces, s.seed, noise, eos)
+        found = traces.teacher_traces(train, data.world, s.sft.num_traces, s.seed, noise, eos)
         stats = {"teacher": "synthetic" if data.world is not None else "review"}
     elif s.sft.traces == "file":
         found, stats = traces.file_traces(s.sft.traces_path, train, eos)

@@ -29,6 +29,7 @@ import numpy as np
 from reczero_jax.config_parsing import ConfigError
 from reczero_jax.data.prompt_set import PromptSet
 from reczero_jax.data.prompts import INSTRUCTIONS, format_inputs, render
+from reczero_jax.data.review_teacher import review_trace
 from reczero_jax.data.synthetic import World
 from reczero_jax.data.teacher import teacher_trace
 from reczero_jax.multihost import to_host
@@ -42,25 +43,29 @@ def encode_response(tokenizer, text: str, eos_id: int) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"]) + [eos_id]
 
 
+def teacher_answer(world: World | None, noise: float, variant: str):
+    """``answer(example, rng, num_dropped) -> text``: the synthetic world's teacher, or,
+    without a world (real data), the review teacher, whose analysis states what a prompt
+    with ``num_dropped`` history entries left out shows. Rating noise ``noise`` stars."""
+    if world is not None:
+        return lambda e, rng, num_dropped: teacher_trace(e, world, rng, noise, variant)
+    return lambda e, rng, num_dropped: review_trace(e, rng, noise, variant, num_dropped)
+
+
 def teacher_traces(
-    train: PromptSet, world: World, num: int, seed: int, noise: float, eos_id: int
+    train: PromptSet, world: World | None, num: int, seed: int, noise: float, eos_id: int
 ) -> list[Trace]:
-    """``num`` random training prompts answered by the world's teacher (rating noise
-    ``noise`` stars)."""
+    """``num`` random training prompts answered by the teacher of ``world``
+    (:func:`teacher_answer`; rating noise ``noise`` stars)."""
     rng = np.random.default_rng([seed, 7])
     idx = rng.choice(len(train), size=min(num, len(train)), replace=False)
-    variant = train.prompt_cfg.variant
-    return [
-        (
-            train.ids(int(i)),
-            encode_response(
-                train.tokenizer,
-                teacher_trace(train.example(int(i)), world, rng, noise, variant),
-                eos_id,
-            ),
-        )
-        for i in idx
-    ]
+    answer = teacher_answer(world, noise, train.prompt_cfg.variant)
+    out = []
+    for i in idx:
+        prompt = train.prompt(int(i))  # built once: its ids and what it dropped
+        text = answer(train.example(int(i)), rng, prompt.num_history_dropped)
+        out.append((list(prompt.token_ids), encode_response(train.tokenizer, text, eos_id)))
+    return out
 
 
 def file_traces(path: str, train: PromptSet, eos_id: int) -> tuple[list[Trace], dict[str, int]]:

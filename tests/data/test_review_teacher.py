@@ -20,10 +20,10 @@ from reczero_jax.data.prompts import build_prompt, format_inputs
 from reczero_jax.data.review_teacher import (
     item_categories,
     review_trace,
-    review_traces,
     shown_histories,
 )
 from reczero_jax.rewards.reference import parse
+from reczero_jax.rl import traces
 from reczero_jax.settings import default_config, load_settings
 from reczero_jax.text.tiny_tokenizer import build_tiny_tokenizer
 
@@ -241,7 +241,7 @@ def test_review_traces_follow_each_prompt_and_its_drops(amazon_examples, tmp_pat
     lengths = [len(build_prompt(e, tokenizer, cfg).token_ids) for e in examples]
     cfg = dataclasses.replace(cfg, max_prompt_tokens=int(np.median(lengths)))
     train = PromptSet(examples, tokenizer, cfg)
-    found = review_traces(train, 1000, seed=0, noise=0.0, eos_id=7)
+    found = traces.teacher_traces(train, None, 1000, seed=0, noise=0.0, eos_id=7)
     assert len(found) == len(examples)
     by_ids = {tuple(train.ids(i)): i for i in range(len(train))}
     drops = 0

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from reczero_jax.rl import losses
-from reczero_jax.rl.advantages import group_advantages, zero_std_fraction
+from reczero_jax.rl import group_filter, losses
+from reczero_jax.rl.advantages import group_advantages
 from reczero_jax.rl.logprobs import token_logprobs
 
 
@@ -28,7 +28,7 @@ def test_advantages_reference_numerics():
     np.testing.assert_allclose(
         np.asarray(group_advantages(jnp.array([[0.7], [-0.2]]))), [[0.7], [-0.2]]
     )
-    assert float(zero_std_fraction(r)) == 0.5
+    assert float(1 - group_filter.informative_groups(r).mean()) == 0.5  # zero-std share
     with pytest.raises(ValueError, match="std must be"):
         group_advantages(r, "bessel")
 
