@@ -12,6 +12,7 @@ checkpoint. Every key is folded from (seed, step), so a resumed run is exact.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 
 import jax
@@ -23,6 +24,7 @@ from reczero_jax.metrics import strict_rating_metrics
 from reczero_jax.model.model_config import ModelConfig
 from reczero_jax.multihost import to_host
 from reczero_jax.observe import PhaseTimer
+from reczero_jax.observe.compiles import CompileLog
 from reczero_jax.rl import group_filter
 from reczero_jax.rl.advantages import group_advantages
 from reczero_jax.rl.evaluation import evaluate
@@ -157,6 +159,14 @@ def _pad_prompts(batch: GRPOBatch, p: int) -> GRPOBatch:
     )
 
 
+@functools.partial(jax.jit, static_argnames=("p",))
+def _merge_rounds(batches: tuple[GRPOBatch, ...], keep: jax.Array, p: int) -> GRPOBatch:
+    """The groups ``keep`` int32 [B] of the rounds' batches concatenated, prompts widened
+    to the bucket ``p``."""
+    batches = [_pad_prompts(b, p) for b in batches]
+    return jax.tree.map(lambda *xs: jnp.concatenate(xs)[keep], *batches)
+
+
 def collect_groups(draw, cfg: GRPOSettings) -> tuple[GRPOBatch, dict[str, float]]:
     """The step's batch of B = ``cfg.prompts_per_step`` groups.
 
@@ -180,9 +190,11 @@ def collect_groups(draw, cfg: GRPOSettings) -> tuple[GRPOBatch, dict[str, float]
         return rounds[0].batch, metrics
     informative = np.concatenate([r.informative for r in rounds])
     keep = group_filter.select_groups(informative, size)
-    p = max(r.batch.prompt.shape[1] for r in rounds)
-    batches = [_pad_prompts(r.batch, p) for r in rounds]
-    merged = jax.tree.map(lambda *xs: jnp.concatenate(xs)[keep], *batches)
+    # One merge shape whatever the number of rounds (no compilation when it changes):
+    # the missing rounds are stand-ins (round 0 again) that ``keep`` never picks.
+    batches = [r.batch for r in rounds] + [rounds[0].batch] * (cfg.dynamic_max_rounds - len(rounds))
+    p = max(b.prompt.shape[1] for b in batches)
+    merged = _merge_rounds(tuple(batches), jnp.asarray(keep, jnp.int32), p)
     metrics.update({
         "groups/kept_frac": float(informative[keep].mean()),
         "dynamic/rounds": float(len(rounds)),
@@ -245,30 +257,36 @@ def run_grpo(
     log = StepLog(
         writer, "grpo", cfg.steps, start, log_every, line=_line, shown=("reward/mean", "batch/mae")
     )
+    compiles = CompileLog("grpo")
     for step in range(start, cfg.steps):
         tick = time.perf_counter()
         step_key = jax.random.fold_in(root, step)
+        buckets: set[int] = set()  # the prompt buckets this step's rollouts used
 
-        def draw(r, step=step, step_key=step_key, params=state.params):
+        def draw(r, step=step, step_key=step_key, params=state.params, buckets=buckets):
             idx = batch_indices(len(train), cfg.prompts_per_step, step, seed, r)
             key = jax.random.fold_in(step_key, 0 if r == 0 else EXTRA_ROUND_KEY + r)
-            return rollout(
+            out = rollout(
                 sampler, params, train.rows(idx), train.targets_of(idx),
                 train.fallbacks_of(idx), reward_fn, cfg, key,
             )  # fmt: skip
+            buckets.add(out.batch.prompt.shape[1])
+            return out
 
-        with timer.phase("rollout"):
-            batch, m = collect_groups(draw, cfg)
-            if ref_fn is not None:
-                batch = batch.replace(ref_logp=ref_fn(ref_params, batch))
-        with timer.phase("update"):
-            updates = []
-            for epoch in range(cfg.epochs):
-                key = jax.random.fold_in(step_key, 1 + epoch)
-                for mb in minibatches(batch, cfg.mini_batches, key):
-                    state, um = step_fn(state, jax.device_put(mb, batch_sharding(mesh)))
-                    updates.append(host_metrics(um))
+        with compiles.step(buckets, step + 1) as counted:
+            with timer.phase("rollout"):
+                batch, m = collect_groups(draw, cfg)
+                if ref_fn is not None:
+                    batch = batch.replace(ref_logp=ref_fn(ref_params, batch))
+            with timer.phase("update"):
+                updates = []
+                for epoch in range(cfg.epochs):
+                    key = jax.random.fold_in(step_key, 1 + epoch)
+                    for mb in minibatches(batch, cfg.mini_batches, key):
+                        state, um = step_fn(state, jax.device_put(mb, batch_sharding(mesh)))
+                        updates.append(host_metrics(um))
         m.update(mean_metrics(updates))
+        m.update(counted)
         m.update(timer.pop())
         m["perf/step_s"] = time.perf_counter() - tick
         done = step + 1
@@ -294,4 +312,4 @@ def run_grpo(
         stop_if_preempted(rt.watch, ckpt, done, cfg.steps, state, meta, "grpo")
     log.close()
     ckpt.close()
-    return PhaseResult(state.params, log.history)
+    return PhaseResult(state.params, log.history, compiles.summary())

@@ -44,10 +44,12 @@ class PhaseRuntime:
 
 @dataclasses.dataclass
 class PhaseResult:
-    """params: the final weights; history: the logged windows (and evaluations)."""
+    """params: the final weights; history: the logged windows (and evaluations);
+    compiles: the loop's compilation counts (:meth:`CompileLog.summary`)."""
 
     params: object
     history: list[dict]
+    compiles: dict = dataclasses.field(default_factory=dict)
 
 
 def start_state(params, tx, ckpt: Checkpointer, resume_step: int | None, name: str):
@@ -88,10 +90,20 @@ def mean_metrics(items: list[dict[str, float]]) -> dict[str, float]:
     return {k: float(np.mean([m[k] for m in items])) for k in items[0]} if items else {}
 
 
+def window_metrics(items: list[dict[str, float]]) -> dict[str, float]:
+    """A log window's metrics: means, except counts (``compile/*``), which are summed."""
+    out = mean_metrics(items)
+    for k in out:
+        if k.startswith("compile/"):
+            out[k] = float(sum(m[k] for m in items))
+    return out
+
+
 class StepLog:
-    """Every ``every`` steps (and at the last): the mean of the window's metrics goes to the
-    writer as ``<prefix>/<name>``, to the history, to the progress bar, and (without a bar)
-    every 5 windows to one printed line ``line(step, mean)``."""
+    """Every ``every`` steps (and at the last): the window's metrics (means; counts summed,
+    :func:`window_metrics`) go to the writer as ``<prefix>/<name>``, to the history, to
+    the progress bar, and (without a bar) every 5 windows to one printed line
+    ``line(step, mean)``."""
 
     def __init__(
         self, writer: MetricWriter, prefix: str, total: int, start: int, every: int, line, shown
@@ -108,7 +120,7 @@ class StepLog:
         self._window.append(metrics)
         if done % self.every and done != self.total:
             return
-        mean = mean_metrics(self._window)
+        mean = window_metrics(self._window)
         mean.setdefault("perf/step_s", (time.perf_counter() - self._tick) / len(self._window))
         self._tick, self._window = time.perf_counter(), []
         self.writer.write(done, {f"{self.prefix}/{k}": v for k, v in mean.items()})

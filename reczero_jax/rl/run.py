@@ -212,6 +212,11 @@ def run(settings: Settings) -> dict:
                 results.update(extra)
                 evals = [h for h in out.history if "eval/mae" in h]
                 results[f"{phase}_history"] = evals or out.history[-1:]
+                results.setdefault("compiles", {})[phase] = out.compiles
+                if out.compiles["after_first_step"]:
+                    c = out.compiles
+                    print(f"{phase}: {c['after_first_step']} XLA compilations after the first "
+                          f"step ({c['signatures']} sets of prompt buckets)")  # fmt: skip
             if own is not None:
                 done.append(own)
                 last = phase

@@ -11,6 +11,7 @@ import numpy as np
 
 from reczero_jax.data.prompt_set import batch_indices
 from reczero_jax.multihost import global_array, local_rows
+from reczero_jax.observe.compiles import CompileLog
 from reczero_jax.rl.objectives import SFTBatch, SFTObjective
 from reczero_jax.rl.phase import (
     PhaseResult,
@@ -72,15 +73,18 @@ def run_sft(
         line=lambda m: f"loss {m['loss']:.4f} ({m['perf/step_s']:.2f} s/step)",
         shown=("loss",),
     )  # fmt: skip
+    compiles = CompileLog("sft")
     for step in range(start, cfg.steps):
-        idx = batch_indices(len(traces), cfg.batch_size, step, seed)[rows]  # this process's
-        mine = sft_batch(traces, idx, prompt_len, cfg.max_response_tokens, pad_id)
-        batch = jax.tree.map(lambda x: global_array(sharding, x, cfg.batch_size), mine)
-        state, metrics = step_fn(state, batch)
-        log.add(step + 1, host_metrics(metrics))
+        with compiles.step(prompt_len, step + 1) as counted:  # one shape for the phase
+            idx = batch_indices(len(traces), cfg.batch_size, step, seed)[rows]  # this process's
+            mine = sft_batch(traces, idx, prompt_len, cfg.max_response_tokens, pad_id)
+            batch = jax.tree.map(lambda x: global_array(sharding, x, cfg.batch_size), mine)
+            state, metrics = step_fn(state, batch)
+            metrics = host_metrics(metrics)
+        log.add(step + 1, {**metrics, **counted})
         last = step + 1 == cfg.steps
         ckpt.save(step + 1, state.as_dict(), checkpoint_meta(meta, "sft", step + 1), force=last)
         stop_if_preempted(rt.watch, ckpt, step + 1, cfg.steps, state, meta, "sft")
     log.close()
     ckpt.close()
-    return PhaseResult(state.params, log.history)
+    return PhaseResult(state.params, log.history, compiles.summary())

@@ -232,9 +232,16 @@ def test_every_variant_runs_in_a_tiny_run_and_logs_its_metric(tmp_path):
         overlong_buffer=4, overlong_filter=True, eps_high=0.28,
     )  # fmt: skip
     assert dataclasses.asdict(settings)["grpo"]["dynamic_sampling"] is True
-    run(settings)
+    results = run(settings)
     rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     keys = set().union(*rows)
+    # every shape compiles in the first step, whatever the number of rounds later steps need
+    assert results["compiles"]["grpo"]["first_step"] > 0
+    assert results["compiles"]["grpo"]["after_first_step"] == 0
+    assert (
+        sum(r.get("grpo/compile/count", 0) for r in rows)
+        == results["compiles"]["grpo"]["first_step"]
+    )
     for name in ("groups/kept_frac", "dynamic/rounds", "dynamic/extra_prompts",
                  "overlong/penalty_mean", "overlong/filtered_frac"):  # fmt: skip
         assert f"grpo/{name}" in keys

@@ -194,6 +194,9 @@ def test_sft_reports_traces_cut_at_max_response_tokens(tmp_path):
     assert stats["cut_at_max_response_tokens"] == sum(len(r) > 16 for _, r in found) > 0
     assert np.isfinite(results["sft_history"][-1]["loss"])
     assert "sft" in results and "grpo" not in results
+    # one prompt bucket for the phase: everything compiles during the first step
+    compiles = results["compiles"]["sft"]
+    assert compiles["first_step"] > 0 and compiles["after_first_step"] == 0
 
 
 def test_sft_batch_pads_prompts_left_and_cuts_responses():
