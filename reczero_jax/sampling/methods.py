@@ -4,6 +4,15 @@ The log-probability returned for a sampled token is always
 ``log_softmax(logits / temperature)[token]`` over the FULL vocabulary: the distribution
 the GRPO trainer recomputes (it applies the same temperature and no top-k / top-p
 truncation). Greedy decoding reports ``log_softmax(logits)[argmax]`` (temperature 1).
+
+A sampled token is drawn by inverse transform: one uniform u per row against the
+running sum of the (truncated) probabilities, token = the first index whose running sum
+exceeds u * total. It draws from exactly the categorical distribution, with ONE random
+number per row where the Gumbel-max trick (``jax.random.categorical``) needs one per
+vocabulary entry: on CPU those [N, V] random bits cost more than the rest of a small
+model's decode step. Float32 rounding of the running sum moves each token's probability
+by at most one rounding error of the sum (~6e-8 absolute); tokens of probability 0
+(truncated by top-k / top-p) are never drawn.
 """
 
 from __future__ import annotations
@@ -86,6 +95,15 @@ def draw(logits_nv: jax.Array, key: jax.Array, method: Method) -> tuple[jax.Arra
     else:
         scaled = logits_nv / method.temperature
         logp_nv = jax.nn.log_softmax(scaled, axis=-1)
-        tokens = jax.random.categorical(key, _truncate(scaled, method), axis=-1).astype(jnp.int32)
+        tokens = inverse_cdf_draw(jax.nn.softmax(_truncate(scaled, method), axis=-1), key)
     logprobs = jnp.take_along_axis(logp_nv, tokens[:, None], axis=-1)[:, 0]
     return tokens, logprobs
+
+
+def inverse_cdf_draw(probs_nv: jax.Array, key: jax.Array) -> jax.Array:
+    """int32 [N]: one index per row drawn with probabilities ``probs_nv`` [N, V] (rows
+    summing to about 1; see the module docstring)."""
+    cdf = jnp.cumsum(probs_nv.astype(jnp.float32), axis=-1)  # [N, V]
+    u = jax.random.uniform(key, (probs_nv.shape[0], 1), jnp.float32) * cdf[:, -1:]
+    index = jnp.sum(cdf <= u, axis=-1)  # the first index whose running sum exceeds u
+    return jnp.minimum(index, probs_nv.shape[-1] - 1).astype(jnp.int32)
