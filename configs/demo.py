@@ -80,6 +80,7 @@ def get_config(arg=None):
     config.eval.split = "test"
     config.eval.batch_size = 128
     config.checkpoint.save_every = 100
+    config.report.at_end = True  # workdir/report.md and its plots (mode=report)
 
     if arg == "quick":
         config.sft.num_traces = 256

@@ -21,11 +21,14 @@ from reczero_jax.rl.losses import AGGREGATIONS, KL_ESTIMATORS
 from reczero_jax.sampling.methods import METHODS
 
 # A mode is the list of phases it runs, in order (reczero_jax/rl/run.py runs them);
-# 'generate', 'baselines' and 'prepare' have their own run functions and no training phase.
+# 'generate', 'baselines', 'prepare', 'predict' and 'report' have their own run functions
+# and no training phase.
 MODE_PHASES: dict[str, tuple[str, ...]] = {
     "generate": (),
     "baselines": (),
     "prepare": (),
+    "predict": (),
+    "report": (),
     "sft": ("sft", "eval"),
     "grpo": ("grpo", "eval"),
     "recone": ("sft", "eval", "grpo", "eval"),
@@ -423,6 +426,49 @@ class GenerateSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class PredictSettings:
+    """Mode 'predict': the trained model's reasoning and rating for given users and items.
+
+    Attributes:
+      run_dir: a training run's workdir (its config.json, tokenizer and last checkpoint);
+        empty: the weights of ``model.hf_dir`` with this config.
+      user / item: one rating of the run's data to answer (ids as in the data).
+      input: a JSONL file of ``{"history": [...], "item": {...}}`` records (README:
+        predictions) to answer instead; the answers go to ``output``.
+      output: where the batch form writes its JSONL (default: workdir/predict.jsonl).
+      greedy: arg-max decoding (False: sample at ``sampling.temperature``).
+    """
+
+    run_dir: str = ""
+    user: str = ""
+    item: str = ""
+    input: str = ""
+    output: str = ""
+    greedy: bool = True
+
+    def __post_init__(self):
+        _require(
+            bool(self.user) == bool(self.item), "predict.user",
+            "set both predict.user and predict.item (one rating of the run's data)",
+        )  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportSettings:
+    """Mode 'report': ``report.md`` and PNG plots of a run.
+
+    Attributes:
+      run_dir: the run's workdir (default: ``workdir``); the report is written there.
+      compare: more run directories, comma-separated, whose curves are overlaid.
+      at_end: a training run writes its own report when it ends.
+    """
+
+    run_dir: str = ""
+    compare: str = ""
+    at_end: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     """The whole run.
 
@@ -441,6 +487,8 @@ class Settings:
     mesh: MeshSettings = MeshSettings()
     sampling: SamplingSettings = SamplingSettings()
     generate: GenerateSettings = GenerateSettings()
+    predict: PredictSettings = PredictSettings()
+    report: ReportSettings = ReportSettings()
     data: DataConfig = DataConfig()
     baselines: BaselinesConfig = BaselinesConfig()
     sft: SFTSettings = SFTSettings()
@@ -479,6 +527,17 @@ class Settings:
                 "mode 'prepare' writes the TFDS dataset there; set "
                 "--config.data.tfds_data_dir=DIR (local or gs://)",
             )
+        if self.mode == "predict":
+            _require(
+                bool(self.predict.run_dir or self.model.hf_dir), "predict.run_dir",
+                "mode 'predict' answers with trained weights: set predict.run_dir (a training "
+                "run's workdir) or model.hf_dir (a Hugging Face folder)",
+            )  # fmt: skip
+            _require(
+                bool(self.predict.user) != bool(self.predict.input), "predict.input",
+                "mode 'predict' needs either predict.user and predict.item, or predict.input "
+                "(a JSONL file of {history, item} records), not both",
+            )  # fmt: skip
         if self.mode == "eval":
             _require(
                 bool(self.checkpoint.resume_from or self.model.hf_dir),

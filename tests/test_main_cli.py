@@ -35,7 +35,7 @@ def test_generate_prints_g_samples_of_a_tiny_offline_model(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("--- sample ") == 3
-    assert "weights: scratch" in result.stdout
+    assert "weights: scratch" in result.stderr
     assert (tmp_path / "tokenizer" / "tokenizer.json").is_file()
 
 

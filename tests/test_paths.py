@@ -208,7 +208,7 @@ def test_hf_export_to_and_load_from_a_bucket(gcs, tmp_path):
 
 
 # ---------------------------------------------------------------------------- whole runs
-def test_training_run_and_resume_with_a_gs_workdir(gcs, tmp_path, capsys):
+def test_training_run_and_resume_with_a_gs_workdir(gcs, tmp_path, caplog):
     """RecOne (SFT, eval, GRPO, eval) stopped after 2 GRPO steps and relaunched with 3, all
     with ``workdir=gs://fake-bucket/run``: every output lies in the bucket, nothing local
     is made from the URI, and the relaunch resumes from the bucket's checkpoints."""
@@ -227,13 +227,16 @@ def test_training_run_and_resume_with_a_gs_workdir(gcs, tmp_path, capsys):
         assert checkpoint_steps(f"{workdir}/checkpoints/{phase}")[-1] == last
         assert (stored / "checkpoints" / phase / str(last) / "commit_success.txt").is_file()
     no_stray(tmp_path)
-    capsys.readouterr()
+    caplog.clear()
 
     settings = tiny_settings(workdir, mode="recone", steps=3)
     export = dataclasses.replace(settings.checkpoint, export_hf=True)
     second = run(dataclasses.replace(settings, checkpoint=export))
-    printed = capsys.readouterr().out
+    printed = caplog.text
     assert "sft: complete" in printed and "resuming step 2" in printed
+    log_txt = (stored / "log.txt").read_text()  # both runs' messages, with timestamps
+    assert log_txt.count("recone: ") >= 2 and "sft: complete" in log_txt
+    assert json.loads((stored / "config.json").read_text())["grpo"]["steps"] == 3
     assert "sft_history" not in second and second["grpo_history"][-1]["step"] == 3
     assert checkpoint_steps(f"{workdir}/checkpoints/grpo")[-1] == 3
     assert json.loads((stored / "results.json").read_text())["grpo"] == second["grpo"]

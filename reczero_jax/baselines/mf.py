@@ -16,6 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from reczero_jax.observe import Progress
+
 
 @dataclasses.dataclass(frozen=True)
 class MFResult:
@@ -113,19 +115,23 @@ def fit_mf(
 
     u_va, i_va, r_va = (np.asarray(a) for a in valid)
     best, best_rmse, best_epoch, trace, bad = to_numpy(params), np.inf, 0, [], 0
+    progress = Progress(epochs, "mf baseline", every=max(1, epochs // 4), unit="epoch")
     for e in range(epochs):
         key, k_e = jax.random.split(key)
         params, opt_state, _ = epoch(params, opt_state, k_e)
         current = MFResult(to_numpy(params), e, ())
         if r_va.size == 0:
             best, best_epoch = current.params, e
+            progress.update(e + 1)
             continue
         err = float(np.sqrt(np.mean((current.predict(u_va, i_va) - r_va) ** 2)))
         trace.append(err)
+        progress.update(e + 1, valid_rmse=err)
         if err < best_rmse - 1e-6:
             best, best_rmse, best_epoch, bad = current.params, err, e, 0
         else:
             bad += 1
             if bad >= patience:
                 break
+    progress.close()
     return MFResult(params=best, best_epoch=best_epoch, valid_rmse=tuple(trace))

@@ -17,6 +17,30 @@ from reczero_jax.data.splits import SPLIT_NAMES, assign_splits
 from reczero_jax.data.synthetic import World, make_world
 from reczero_jax.data.tables import SourceData
 
+# Splits that must hold examples: training draws from train, evaluation reads test.
+REQUIRED_SPLITS = ("train", "test")
+# build_examples' filters, in the order they apply: counter name -> what each removes.
+FILTERS = (
+    ("dropped_empty_user_history", "'no earlier rating by the user'"),
+    (
+        "dropped_empty_item_history",
+        "'no earlier rating of the item by another user' (data.item_history_len="
+        "{cfg.item_history_len}; 0 asks only for an earlier rating of the item)",
+    ),
+    (
+        "dropped_min_history_total",
+        "'fewer than data.min_history_total={cfg.min_history_total} history entries'",
+    ),
+)
+
+SPLIT_HINTS = {
+    "leave_last_out": "leave_last_out keeps each user's last rating for test and the one "
+    "before for validation: train needs users with 3 or more ratings",
+    "global_time": "global_time splits the time range by data.valid_fraction="
+    "{cfg.valid_fraction} and data.test_fraction={cfg.test_fraction}; ratings of one "
+    "timestamp share a split",
+}
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class LoadedData:
@@ -79,7 +103,9 @@ def load_data(cfg: DataConfig, splits: tuple[str, ...] = SPLIT_NAMES) -> LoadedD
 def load_raw(cfg: DataConfig, splits: tuple[str, ...] = SPLIT_NAMES) -> LoadedData:
     """Reads (or generates) the ratings, splits them and builds the examples of ``splits``.
 
-    Raises DataError naming the file when a path is missing or nothing usable was read.
+    Raises DataError naming the file when a path is missing or nothing usable was read,
+    and when a requested train or test split holds no example: the message says what the
+    reader skipped, what the split assigned and what each history filter removed.
     """
     world = None
     if cfg.source == "synthetic":
@@ -98,11 +124,50 @@ def load_raw(cfg: DataConfig, splits: tuple[str, ...] = SPLIT_NAMES) -> LoadedDa
         min_history_total=cfg.min_history_total,
         splits=splits,
     )
-    if "test" in splits and not examples["test"]:
-        raise DataError(
-            f"{cfg.path or 'synthetic world'}: no test example survived the history filters "
-            f"({stats}); the data set is too small or too sparse"
-        )
+    for name in REQUIRED_SPLITS:
+        if name in splits and not examples[name]:
+            raise DataError(no_examples_message(cfg, source, split, name))
     return LoadedData(
         source=source, split=split, examples=examples, filter_stats=stats, world=world
+    )
+
+
+def no_examples_message(cfg: DataConfig, source: SourceData, split: np.ndarray, name: str) -> str:
+    """One line on why split ``name`` holds no example: what the reader kept, how many
+    ratings the split assigned to it, and how many targets each history filter removed, in
+    the order they apply, with the config keys that relax them."""
+    where = cfg.path or "synthetic world"
+    report = source.report
+    parts = []
+    if cfg.source != "synthetic":
+        skipped = sorted(report.skipped.items(), key=lambda kv: -kv[1])[:3]
+        reasons = ", ".join(f"{n} {k}" for k, n in skipped) or "none"
+        parts.append(
+            f"the reader kept {report.kept} ratings of {report.lines_read} lines (skipped: "
+            f"{reasons})"
+        )
+    targets = int(np.sum(split == SPLIT_NAMES.index(name)))
+    parts.append(
+        f"data.split={cfg.split!r} gave {targets} of {len(source.ratings)} ratings to {name}"
+    )
+    if not targets:
+        hint = SPLIT_HINTS[cfg.split].format(cfg=cfg)
+        return f"{where}: no usable {name} example: " + "; ".join(parts) + f" ({hint})"
+    _, stats = build_examples(  # this split's counts (only on this error path)
+        source.ratings,
+        source.items,
+        split,
+        history_len=cfg.history_len,
+        item_history_len=cfg.item_history_len,
+        review_chars=cfg.review_chars,
+        min_history_total=cfg.min_history_total,
+        splits=(name,),
+    )
+    filters = ", ".join(
+        f"{what.format(cfg=cfg)} removed {stats.get(key, 0)}" for key, what in FILTERS
+    )
+    parts.append(f"the history filters, in order: {filters}")
+    return (
+        f"{where}: no usable {name} example: " + "; ".join(parts) + " (too few earlier "
+        "ratings per user or per item: use more data, or relax the filters named)"
     )

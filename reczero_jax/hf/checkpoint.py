@@ -62,6 +62,30 @@ class HFCheckpointError(ValueError):
 
 
 # ----------------------------------------------------------------------------- checks
+def check_hf_dir(
+    hf_dir: str | os.PathLike, key: str = "config.model.hf_dir", weights: bool = True
+) -> None:
+    """Raises HFCheckpointError, naming ``key``, the path and what was expected there, unless
+    ``hf_dir`` (local or remote) is a folder holding ``config.json`` and, with ``weights``,
+    ``model.safetensors`` or ``model.safetensors.index.json``. Reads only the listing."""
+    folder = paths.as_path(hf_dir)
+    expected = (
+        f"expected a Hugging Face checkpoint folder: config.json with {st.SINGLE_FILE}, or "
+        f"with {st.INDEX_FILE} and its shards"
+    )
+    if not folder.exists():
+        raise HFCheckpointError(f"{key}: {hf_dir} does not exist ({expected})")
+    if not folder.is_dir():
+        raise HFCheckpointError(f"{key}: {hf_dir} is not a folder ({expected})")
+    if not (folder / "config.json").is_file():
+        raise HFCheckpointError(f"{key}: {hf_dir} holds no config.json ({expected})")
+    if weights and not any((folder / n).is_file() for n in (st.SINGLE_FILE, st.INDEX_FILE)):
+        raise HFCheckpointError(
+            f"{key}: {hf_dir} holds neither {st.SINGLE_FILE} nor {st.INDEX_FILE} ({expected}; "
+            "to start from an Orbax checkpoint set config.checkpoint.resume_from)"
+        )
+
+
 def open_checkpoint(hf_dir: str | os.PathLike) -> st.SafetensorsCheckpoint:
     """Opens the safetensors files of ``hf_dir`` (header only), with HFCheckpointError; a
     remote folder's weight files are copied locally first."""

@@ -29,6 +29,9 @@ import numpy as np
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 DEFAULT_MAX_SHARD_BYTES = 4 * 1000**3  # 4 GB, transformers' "4GB"
+MAX_HEADER_BYTES = 100 * 1024**2  # the safetensors library's limit
+MAX_DIMS = 32  # numpy's limit (numpy 1.x)
+_MAX_BYTES = 2**63 - 1  # numpy's largest array, in bytes
 
 _DTYPES: dict[str, np.dtype] = {
     "F64": np.dtype("<f8"),
@@ -89,46 +92,188 @@ class TensorRef:
 
 
 class SafetensorsFile:
-    """One memory-mapped ``.safetensors`` file: ``refs`` by name, ``metadata``."""
+    """One memory-mapped ``.safetensors`` file: ``refs`` by name, ``metadata``.
+
+    The header is validated whole before anything is read (:func:`parse_header`); any
+    problem raises SafetensorsError naming the file and, where one is at fault, the tensor.
+    """
 
     def __init__(self, path: str | pathlib.Path):
         self.path = pathlib.Path(path)
-        size = self.path.stat().st_size
-        with open(self.path, "rb") as f:
-            raw_len = f.read(8)
-            if len(raw_len) < 8:
-                raise SafetensorsError(f"{self.path}: too short to be a safetensors file")
-            (header_len,) = struct.unpack("<Q", raw_len)
-            if header_len > size - 8 or header_len > 100 * 1024**2:
-                raise SafetensorsError(f"{self.path}: bad header length {header_len}")
-            try:
-                header = json.loads(f.read(header_len))
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                raise SafetensorsError(f"{self.path}: header is not JSON ({e})") from None
+        try:
+            size = self.path.stat().st_size
+            with open(self.path, "rb") as f:
+                raw_len = f.read(8)
+                if len(raw_len) < 8:
+                    raise SafetensorsError(
+                        f"{self.path}: too short to be a safetensors file ({size} bytes; "
+                        "expected an 8-byte header length, a JSON header and the tensor data)"
+                    )
+                (header_len,) = struct.unpack("<Q", raw_len)
+                if header_len > size - 8:
+                    raise SafetensorsError(
+                        f"{self.path}: bad header length {header_len}: the file holds only "
+                        f"{size - 8} bytes after it (truncated, or not a safetensors file)"
+                    )
+                if header_len > MAX_HEADER_BYTES:
+                    raise SafetensorsError(
+                        f"{self.path}: bad header length {header_len} (above the "
+                        f"{MAX_HEADER_BYTES} bytes safetensors allows)"
+                    )
+                raw_header = f.read(header_len)
+        except FileNotFoundError:
+            raise SafetensorsError(f"{self.path} does not exist") from None
+        except OSError as e:
+            raise SafetensorsError(f"{self.path}: cannot be read ({e.strerror or e})") from None
+        if len(raw_header) < header_len:
+            raise SafetensorsError(f"{self.path}: the file ends inside its header")
         base = 8 + header_len
-        self.metadata: dict[str, str] = header.pop("__metadata__", None) or {}
-        self.refs: dict[str, TensorRef] = {}
-        for name, info in header.items():
-            try:
-                dtype = _DTYPES[info["dtype"]]
-                shape = tuple(int(s) for s in info["shape"])
-                begin, end = (int(o) for o in info["data_offsets"])
-            except KeyError as e:
-                raise SafetensorsError(f"{self.path}: tensor {name!r}: bad entry {e}") from None
-            if end - begin != math.prod(shape) * dtype.itemsize or base + end > size:
-                raise SafetensorsError(
-                    f"{self.path}: tensor {name!r} has offsets {begin}..{end} that do not fit "
-                    f"shape {shape} of {info['dtype']} in a file of {size} bytes"
-                )
-            self.refs[name] = TensorRef(
-                name, self.path, dtype, shape, base + begin, base + end, self
-            )
+        self.metadata, entries = parse_header(raw_header, size - base, self.path)
+        self.refs: dict[str, TensorRef] = {
+            name: TensorRef(name, self.path, dtype, shape, base + begin, base + end, self)
+            for name, (dtype, shape, begin, end) in entries.items()
+        }
         self._mmap: np.memmap | None = None
 
     def view(self, ref: TensorRef) -> np.ndarray:
         if self._mmap is None:
             self._mmap = np.memmap(self.path, dtype=np.uint8, mode="r")
         return self._mmap[ref.start : ref.end].view(ref.dtype).reshape(ref.shape)
+
+
+def _name(name: str) -> str:
+    """A tensor name for a one-line message (quoted, escaped, long ones shortened)."""
+    text = repr(name)
+    return text if len(text) <= 80 else text[:60] + "..." + text[-17:]
+
+
+_KINDS = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "an int"}
+
+
+def _kind(value) -> str:
+    """What a JSON value is, for messages ('a list', 'null'...)."""
+    if value is None:
+        return "null"
+    return _KINDS.get(type(value), f"a {type(value).__name__}")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_pairs(pairs: list[tuple[str, object]]) -> dict:
+    out = dict(pairs)
+    if len(out) < len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return out
+
+
+def parse_header(
+    raw: bytes, data_len: int, path: str | pathlib.Path = "<header>"
+) -> tuple[dict[str, str], dict[str, tuple[np.dtype, tuple[int, ...], int, int]]]:
+    """Validates a safetensors JSON header (the bytes between the length and the data).
+
+    Checks: UTF-8 JSON holding one object (no key twice); ``__metadata__`` absent, null or
+    a str -> str map; every other entry an object with a known ``dtype`` string, a
+    ``shape`` list of non-negative ints and ``data_offsets`` ``[begin, end]``, ints with
+    ``0 <= begin <= end <= data_len``; ``end - begin == prod(shape) * itemsize``; no two
+    tensors share a byte.
+
+    Returns (metadata, {name: (dtype, shape, begin, end)}) with offsets relative to the
+    data section. Raises SafetensorsError naming ``path`` and the tensor at fault.
+    """
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SafetensorsError(
+            f"{path}: header is not UTF-8 text ({e.reason} at byte {e.start})"
+        ) from None
+    try:
+        header = json.loads(text, object_pairs_hook=_unique_pairs)
+    except _DuplicateKey as e:
+        raise SafetensorsError(f"{path}: header names {_name(e.args[0])} twice") from None
+    except ValueError as e:  # JSONDecodeError, or an int of too many digits
+        raise SafetensorsError(f"{path}: header is not JSON ({e})") from None
+    except RecursionError:
+        raise SafetensorsError(f"{path}: header is not JSON (nested too deeply)") from None
+    if not isinstance(header, dict):
+        raise SafetensorsError(f"{path}: header is {_kind(header)}, expected a JSON object")
+    metadata = header.pop("__metadata__", None)
+    if metadata is None:
+        metadata = {}
+    elif not isinstance(metadata, dict):
+        raise SafetensorsError(
+            f"{path}: header's __metadata__ is {_kind(metadata)}, expected an object of strings"
+        )
+    for key, value in metadata.items():
+        if not isinstance(value, str):
+            raise SafetensorsError(
+                f"{path}: header's __metadata__[{_name(key)}] is {_kind(value)}, expected a string"
+            )
+    entries: dict[str, tuple[np.dtype, tuple[int, ...], int, int]] = {}
+    for name, info in header.items():
+        entries[name] = _parse_entry(name, info, data_len, path)
+    spans = sorted((b, e, n) for n, (_, _, b, e) in entries.items() if e > b)
+    for (_, prev_end, prev), (begin, _, name) in zip(spans, spans[1:]):
+        if begin < prev_end:
+            raise SafetensorsError(
+                f"{path}: tensor {_name(name)} overlaps tensor {_name(prev)}: its data starts "
+                f"at {begin}, before the other's ends at {prev_end}"
+            )
+    return metadata, entries
+
+
+def _parse_entry(
+    name: str, info, data_len: int, path
+) -> tuple[np.dtype, tuple[int, ...], int, int]:
+    """One tensor's header entry, validated (see :func:`parse_header`)."""
+    where = f"{path}: tensor {_name(name)}"
+    if not isinstance(info, dict):
+        raise SafetensorsError(
+            f"{where}: entry is {_kind(info)}, expected an object with dtype, shape and "
+            "data_offsets"
+        )
+    for key in ("dtype", "shape", "data_offsets"):
+        if key not in info:
+            raise SafetensorsError(f"{where}: entry has no {key!r}")
+    code, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+    if not isinstance(code, str) or code not in _DTYPES:
+        shown = _name(code) if isinstance(code, str) else _kind(code)
+        raise SafetensorsError(f"{where}: dtype {shown} is not one of {sorted(_DTYPES)}")
+    dtype = _DTYPES[code]
+    if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
+        raise SafetensorsError(f"{where}: shape must be a list of non-negative ints")
+    if len(shape) > MAX_DIMS:
+        raise SafetensorsError(f"{where}: shape has {len(shape)} dimensions (at most {MAX_DIMS})")
+    if math.prod(d for d in shape if d) * dtype.itemsize > _MAX_BYTES:
+        raise SafetensorsError(f"{where}: shape {shape} of {code} is too large")
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_int, offsets))):
+        raise SafetensorsError(f"{where}: data_offsets must be a list of two ints [begin, end]")
+    begin, end = offsets
+    if not 0 <= begin <= end:
+        raise SafetensorsError(
+            f"{where}: data_offsets [{begin}, {end}] must satisfy 0 <= begin <= end"
+        )
+    if end > data_len:
+        raise SafetensorsError(
+            f"{where}: data_offsets [{begin}, {end}] do not fit the data section of {data_len} "
+            "bytes (the file is truncated, or the offsets are wrong)"
+        )
+    need = math.prod(shape) * dtype.itemsize
+    if end - begin != need:
+        raise SafetensorsError(
+            f"{where}: data_offsets [{begin}, {end}] hold {end - begin} bytes, but shape "
+            f"{shape} of {code} needs {need}; offsets that do not fit the shape"
+        )
+    return dtype, tuple(shape), begin, end
 
 
 class SafetensorsCheckpoint:
@@ -139,14 +284,16 @@ class SafetensorsCheckpoint:
 
     def __init__(self, folder: str | pathlib.Path):
         self.folder = pathlib.Path(folder)
+        if not self.folder.exists():
+            raise SafetensorsError(
+                f"{self.folder} does not exist (expected a checkpoint folder holding "
+                f"{SINGLE_FILE}, or {INDEX_FILE} and its shards)"
+            )
         if not self.folder.is_dir():
             raise SafetensorsError(f"{self.folder} is not a folder")
         index = self.folder / INDEX_FILE
         if index.is_file():
-            try:
-                weight_map = json.loads(index.read_text())["weight_map"]
-            except (json.JSONDecodeError, KeyError) as e:
-                raise SafetensorsError(f"{index}: not a valid index ({e!r})") from None
+            weight_map = read_index(index)
             file_names = sorted(set(weight_map.values()))
         elif (self.folder / SINGLE_FILE).is_file():
             weight_map, file_names = None, [SINGLE_FILE]
@@ -176,6 +323,31 @@ class SafetensorsCheckpoint:
 
     def __getitem__(self, name: str) -> TensorRef:
         return self.refs[name]
+
+
+def read_index(index: pathlib.Path) -> dict[str, str]:
+    """The ``weight_map`` (tensor name -> shard file name) of ``model.safetensors.index.json``,
+    validated; SafetensorsError naming the index otherwise."""
+    try:
+        data = json.loads(index.read_bytes().decode("utf-8"))
+    except (OSError, ValueError, RecursionError) as e:  # ValueError: JSON or UTF-8
+        raise SafetensorsError(f"{index}: not a valid index ({type(e).__name__}: {e})") from None
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weight_map, dict):
+        raise SafetensorsError(
+            f"{index}: not a valid index (expected a JSON object with a 'weight_map' object)"
+        )
+    for name, file_name in weight_map.items():
+        if (
+            not isinstance(file_name, str)
+            or not file_name
+            or file_name != pathlib.Path(file_name).name
+        ):
+            raise SafetensorsError(
+                f"{index}: tensor {_name(name)} maps to {file_name!r}, expected the name of a "
+                "file in the same folder"
+            )
+    return weight_map
 
 
 def load_safetensors(path: str | pathlib.Path) -> dict[str, np.ndarray]:

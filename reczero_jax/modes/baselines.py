@@ -9,6 +9,7 @@ import time
 
 from reczero_jax.baselines.evaluate import baseline_results
 from reczero_jax.data.loader import load_raw
+from reczero_jax.observe.logs import log
 from reczero_jax.paths import as_path
 from reczero_jax.settings import Settings
 
@@ -30,7 +31,7 @@ def run(settings: Settings) -> dict:
     world) even when ``data.tfds_data_dir`` is set: the baselines fit the ratings table."""
     t0 = time.perf_counter()
     data = load_raw(settings.data, splits=("test",))
-    print(data.source.report.summary())
+    log.info("%s", data.source.report.summary())
     results = baseline_results(data, settings.baselines, settings.seed, settings.data.source)
     results["data"]["split"] = settings.data.split
     results["seconds"] = round(time.perf_counter() - t0, 2)
@@ -38,5 +39,5 @@ def run(settings: Settings) -> dict:
     out = as_path(settings.workdir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
-    print(f"wrote {out / 'results.json'}")
+    log.info("wrote %s", out / "results.json")
     return results

@@ -8,6 +8,7 @@ import numpy as np
 
 from reczero_jax import sharding
 from reczero_jax.engine import build_engine, device_summary, plan_phase
+from reczero_jax.observe.logs import log
 from reczero_jax.settings import Settings
 from reczero_jax.text.tokenizer import encode_chat, encode_text
 
@@ -17,7 +18,7 @@ def run(settings: Settings) -> dict:
     engine = build_engine(settings)
     source = plan_phase(None, [], settings.checkpoint.resume_from, settings.model.hf_dir).initial
     params = engine.weights(source, sharding.SAMPLE_RULES)
-    print(f"weights: {source} on {device_summary(engine.mesh)}")
+    log.info("weights: %s on %s", source, device_summary(engine.mesh))
     if g.chat:
         ids = encode_chat(engine.tokenizer, g.prompt, g.system_prompt or None)
     else:

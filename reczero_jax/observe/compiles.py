@@ -23,6 +23,8 @@ from collections.abc import Hashable, Iterator
 
 import jax
 
+from reczero_jax.observe.logs import log
+
 BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 
 _lock = threading.Lock()
@@ -81,11 +83,10 @@ class CompileLog:
             self.after_first_step += n
             if signature in self._seen and n:
                 self.recompiles += n
-                print(
-                    f"{self.name} step {step}: {n} XLA compilation(s) for shapes an earlier "
-                    f"step already compiled ({signature}): something recompiles",
-                    flush=True,
-                )
+                log.warning(
+                    "%s step %d: %d XLA compilation(s) for shapes an earlier step already "
+                    "compiled (%s): something recompiles", self.name, step, n, signature
+                )  # fmt: skip
         self._seen.add(signature)
         self._steps += 1
 

@@ -1,7 +1,8 @@
 """Console progress (a tqdm bar on stderr) and a per-phase wall-clock timer.
 
-``Progress`` draws only on process 0 and only when stderr is a terminal; otherwise every method
-is a no-op (logs in files stay free of carriage-return noise; the metric writer is the record).
+``Progress`` draws only on process 0 and only when stderr is a terminal. Otherwise, with
+``every`` > 0, it logs one plain line every ``every`` steps and at the last (logs in files
+stay free of carriage-return noise); with ``every`` = 0 it is silent (the caller logs).
 
 ``PhaseTimer`` accumulates wall-clock seconds per named phase of a step::
 
@@ -44,14 +45,25 @@ class Progress:
       desc: a short label shown before the bar.
       initial: the step the run starts (or resumes) from.
       enabled: ``None`` means "process 0 and stderr is a TTY"; pass a bool to force.
+      every: without a bar, log a plain line every ``every`` steps (0: never).
+      unit: what a step is called ("step", "batch", "trace", "epoch").
     """
 
     def __init__(
-        self, total_steps: int, desc: str = "train", initial: int = 0, enabled: bool | None = None
+        self,
+        total_steps: int,
+        desc: str = "train",
+        initial: int = 0,
+        enabled: bool | None = None,
+        every: int = 0,
+        unit: str = "step",
     ):
         if enabled is None:
             enabled = sys.stderr.isatty() and _is_process_zero()
         self.enabled = bool(enabled)
+        self.total, self.desc, self.every, self.unit = int(total_steps), desc, int(every), unit
+        self._start = time.perf_counter()
+        self._initial = int(initial)
         self._bar = None
         if self.enabled:
             from tqdm.auto import tqdm
@@ -62,16 +74,28 @@ class Progress:
                 desc=desc,
                 file=sys.stderr,
                 dynamic_ncols=True,
-                unit="step",
+                unit=unit,
             )
 
     def update(self, step: int, **shown_metrics) -> None:
         """Move the bar to ``step`` (absolute, not an increment) and show ``shown_metrics``."""
         if self._bar is None:
+            step = int(step)
+            if self.every and (step % self.every == 0 or step == self.total):
+                self._log_line(step, shown_metrics)
             return
         if shown_metrics:
             self._bar.set_postfix({k: _format(v) for k, v in shown_metrics.items()}, refresh=False)
         self._bar.update(int(step) - self._bar.n)
+
+    def _log_line(self, step: int, shown: dict) -> None:
+        from reczero_jax.observe.logs import log
+
+        rate = (step - self._initial) / max(time.perf_counter() - self._start, 1e-9)
+        figures = "".join(f" {k}={_format(v)}" for k, v in shown.items())
+        log.info(
+            "%s %d/%d%s (%.3g %s/s)", self.desc, step, self.total, figures, rate, self.unit
+        )  # fmt: skip
 
     def close(self) -> None:
         if self._bar is not None:

@@ -14,12 +14,13 @@ import re
 from decimal import Decimal
 
 from reczero_jax.rewards.grammar import (
+    FORMATS,
     WHITESPACE,
     format_pairs,
     preset_constants,
 )
 
-__all__ = ["Parsed", "parse", "reward", "round_half_up"]
+__all__ = ["Parsed", "parse", "reward", "round_half_up", "sections"]
 
 _RATING = re.compile(rb"[ \t\n\r]*([0-9]+(?:\.[0-9]+)?)[ \t\n\r]*")
 
@@ -111,3 +112,16 @@ def reward(parsed: Parsed, target: float, preset: str = "paper") -> float:
     if preset == "exact":
         return offset + (1.0 if round_half_up(exact) == round_half_up(target) else 0.0)
     return offset + (1.0 - abs(float(exact) - float(target)) / scale)
+
+
+def sections(text: str, fmt: str = "four_step") -> dict[str, str]:
+    """The text inside each tag pair of ``fmt`` (keyed by the tag's name, e.g.
+    'analyze user', 'rate'), stripped; '' for a pair that is missing or unclosed. For
+    showing an answer's reasoning: whether it is valid is :func:`parse`'s verdict."""
+    out = {}
+    for open_tag, close_tag in FORMATS[fmt]:
+        start = text.find(open_tag)
+        end = text.find(close_tag, start + len(open_tag)) if start >= 0 else -1
+        name = open_tag.strip("<>")
+        out[name] = text[start + len(open_tag) : end].strip() if end >= 0 else ""
+    return out

@@ -25,6 +25,7 @@ from reczero_jax.model.model_config import ModelConfig
 from reczero_jax.multihost import to_host
 from reczero_jax.observe import PhaseTimer
 from reczero_jax.observe.compiles import CompileLog
+from reczero_jax.observe.logs import log
 from reczero_jax.rl import group_filter
 from reczero_jax.rl.advantages import group_advantages
 from reczero_jax.rl.evaluation import evaluate
@@ -254,10 +255,13 @@ def run_grpo(
         ref_fn = jax.jit(lambda p, b: objective.forward(p, b)[0])
     root = jax.random.key(seed)
     timer = PhaseTimer()
-    log = StepLog(
+    step_log = StepLog(
         writer, "grpo", cfg.steps, start, log_every, line=_line, shown=("reward/mean", "batch/mae")
     )
     compiles = CompileLog("grpo")
+    if start < cfg.steps:
+        log.info("grpo: step %d compiles the rollout, the rewards and the train step (%d prompts x "
+                 "%d answers)", start + 1, cfg.prompts_per_step, cfg.num_generations)  # fmt: skip
     for step in range(start, cfg.steps):
         tick = time.perf_counter()
         step_key = jax.random.fold_in(root, step)
@@ -290,7 +294,7 @@ def run_grpo(
         m.update(timer.pop())
         m["perf/step_s"] = time.perf_counter() - tick
         done = step + 1
-        log.add(done, m)
+        step_log.add(done, m)
         metrics = None
         if (
             validation is not None
@@ -300,16 +304,13 @@ def run_grpo(
             result = evaluate(eval_sampler, state.params, validation, reward_fn, eval_batch_size)
             scalars = {f"eval/{k}": v for k, v in result.items() if isinstance(v, int | float)}
             writer.write(done, scalars)
-            log.history.append({"step": done, **scalars})
-            print(
-                f"grpo {done}: validation strict MAE {result['mae']:.4f} "
-                f"(valid {result['format_valid_rate']:.3f})",
-                flush=True,
-            )
+            step_log.history.append({"step": done, **scalars})
+            log.info("grpo %d: validation strict MAE %.4f (valid %.3f)", done, result["mae"],
+                     result["format_valid_rate"])  # fmt: skip
             metrics = {"eval/mae": result["mae"]}
         meta_now = checkpoint_meta(meta, "grpo", done)
         ckpt.save(done, state.as_dict(), meta_now, metrics=metrics, force=done == cfg.steps)
         stop_if_preempted(rt.watch, ckpt, done, cfg.steps, state, meta, "grpo")
-    log.close()
+    step_log.close()
     ckpt.close()
-    return PhaseResult(state.params, log.history, compiles.summary())
+    return PhaseResult(state.params, step_log.history, compiles.summary())

@@ -18,6 +18,7 @@ from jax.sharding import Mesh
 
 from reczero_jax.checkpointing import Checkpointer
 from reczero_jax.observe import MetricWriter, Progress
+from reczero_jax.observe.logs import log
 from reczero_jax.rl.preemption import Preempted, PreemptionWatch
 from reczero_jax.rl.step import TrainState, abstract_train_state, init_train_state
 
@@ -60,7 +61,7 @@ def start_state(params, tx, ckpt: Checkpointer, resume_step: int | None, name: s
         return init_train_state(params, tx), 0
     target = abstract_train_state(params, tx)
     saved, meta = ckpt.restore(resume_step, target.as_dict())
-    print(f"{name}: resumed from step {resume_step} ({ckpt.directory})", flush=True)
+    log.info("%s: resumed from step %d (%s)", name, resume_step, ckpt.directory)
     state = TrainState(saved["params"], saved["opt_state"], saved["step"], tx)
     return state, int(meta.get("data_position", resume_step))
 
@@ -127,9 +128,11 @@ class StepLog:
         self.history.append({"step": done, **mean})
         self._progress.update(done, **{k: mean[k] for k in self.shown})
         if not self._progress.enabled and (done % (self.every * 5) == 0 or done == self.total):
-            print(f"{self.prefix} {done}/{self.total}: {self.line(mean)}", flush=True)
+            log.info("%s %d/%d: %s", self.prefix, done, self.total, self.line(mean))
         if mean.get("update/skipped", 0) > 0:
-            print(f"{self.prefix} step {done}: non-finite loss or gradient, update skipped")
+            log.warning(
+                "%s step %d: non-finite loss or gradient, update skipped", self.prefix, done
+            )
 
     def close(self) -> None:
         self._progress.close()

@@ -38,15 +38,17 @@ from reczero_jax.data.loader import LoadedData, load_data
 from reczero_jax.data.prompt_set import PromptSet, tokenizer_corpus
 from reczero_jax.engine import Engine, build_engine, device_summary, plan_phase
 from reczero_jax.observe import MetricWriter
+from reczero_jax.observe.logs import log, log_to_workdir
 from reczero_jax.paths import as_path
 from reczero_jax.rewards import ByteTable, RewardSpec, compute_rewards
 from reczero_jax.rl import traces
-from reczero_jax.rl.evaluation import evaluate
+from reczero_jax.rl.evaluation import evaluate, write_predictions
 from reczero_jax.rl.grpo import grpo_objective, run_grpo
 from reczero_jax.rl.objectives import SFTObjective, training_forward
 from reczero_jax.rl.phase import PhaseRuntime
 from reczero_jax.rl.preemption import Preempted, PreemptionWatch
 from reczero_jax.rl.sft import run_sft
+from reczero_jax.run_config import write_run_config
 from reczero_jax.settings import Settings
 
 TRAINING_PHASES = ("sft", "grpo")
@@ -90,16 +92,22 @@ def _traces(s: Settings, data: LoadedData, engine: Engine, train: PromptSet, ini
         )
     cut = sum(len(r) > s.sft.max_response_tokens for _, r in found)
     if cut:
-        print(f"sft: {cut} of {len(found)} traces are cut at sft.max_response_tokens="
-              f"{s.sft.max_response_tokens}")  # fmt: skip
+        log.info("sft: %d of %d traces are cut at sft.max_response_tokens=%d", cut, len(found),
+                 s.sft.max_response_tokens)  # fmt: skip
     return found, {"num": len(found), "cut_at_max_response_tokens": cut, **stats}
 
 
 def _evaluate_phase(s: Settings, engine: Engine, plan, test, reward_fn, writer, name) -> dict:
     """Greedy strict evaluation of the weights ``plan`` points to, on ``test``."""
     params = engine.weights(plan.initial)
-    print(f"eval of {name} weights ({plan.initial}) on {len(test)} {s.eval.split} examples")
-    result = evaluate(engine.sampler(greedy=True), params, test, reward_fn, s.eval.batch_size, 3)
+    log.info("eval of %s weights (%s) on %d %s examples", name, plan.initial, len(test),
+             s.eval.split)  # fmt: skip
+    sampler = engine.sampler(greedy=True)
+    result = evaluate(sampler, params, test, reward_fn, s.eval.batch_size, 3, predictions=True,
+                      desc=f"eval {name}")  # fmt: skip
+    records = result.pop("predictions")
+    if multihost.is_primary():
+        write_predictions(s.workdir, name, records)
     scalars = {f"final/{name}_{k}": v for k, v in result.items() if isinstance(v, int | float)}
     writer.write(0, scalars)
     return result
@@ -110,7 +118,7 @@ def _train_phase(phase, s, engine, data, splits, reward_fn, plan, own, writer, m
     results.json). Raises Preempted when ``watch`` stops it."""
     cfg = engine.model_config
     resumed = "" if plan.resume_step is None else f", resuming step {plan.resume_step}"
-    print(f"{phase}: weights from {plan.initial}{resumed}", flush=True)
+    log.info("%s: weights from %s%s", phase, plan.initial, resumed)
     # The phase's initial weights are read only where used: to start (not on a resume,
     # which reads its own checkpoint into their layout), as GRPO's KL reference, and by
     # the self-written traces (which must be the same on a resume).
@@ -141,36 +149,47 @@ def _train_phase(phase, s, engine, data, splits, reward_fn, plan, own, writer, m
     return out, {}
 
 
-def _print_table(results: dict) -> None:
-    print(f"{'':<16}{'MAE':>8}{'RMSE':>8}{'valid':>8}")
+def _log_table(results: dict) -> None:
+    lines = [f"{'':<16}{'MAE':>8}{'RMSE':>8}{'valid':>8}"]
     for name in ("teacher", "bayes_optimal", "sft", "grpo", "eval"):
         r = results.get(name)
         if isinstance(r, dict) and "mae" in r:
             valid = r.get("format_valid_rate")
-            print(
+            lines.append(
                 f"{name:<16}{r['mae']:>8.4f}{r['rmse']:>8.4f}"
                 f"{'' if valid is None else f'{valid:>8.3f}'}"
             )
     for name, r in results.get("baselines", {}).items():
-        print(f"  {name:<14}{r['mae']:>8.4f}{r['rmse']:>8.4f}")
+        lines.append(f"  {name:<14}{r['mae']:>8.4f}{r['rmse']:>8.4f}")
     if "baselines_note" in results:
-        print(f"  ({results['baselines_note']})")
+        lines.append(f"  ({results['baselines_note']})")
+    log.info("results (strict test metrics):\n%s", "\n".join(lines))
 
 
 def run(settings: Settings) -> dict:
-    """Runs the mode's phases; writes and returns ``workdir/results.json``'s dict."""
+    """Runs the mode's phases; writes and returns ``workdir/results.json``'s dict. The
+    workdir also gets the resolved config (``config.json``) and the run's log
+    (``log.txt``), from process 0."""
     t0 = time.perf_counter()
-    s = settings
-    workdir = as_path(s.workdir)
-
-    # --- data (read lazily from a prepared dataset when data.tfds_data_dir is set)
-    data = load_data(s.data)
+    workdir = as_path(settings.workdir)
+    # --- data (read lazily from a prepared dataset when data.tfds_data_dir is set); a data
+    # error ends the run before its workdir exists
+    data = load_data(settings.data)
     workdir.mkdir(parents=True, exist_ok=True)
+    if not multihost.is_primary():
+        return _run(settings, workdir, data, t0)
+    write_run_config(workdir, settings)
+    with log_to_workdir(workdir):
+        return _run(settings, workdir, data, t0)
 
+
+def _run(s: Settings, workdir: epath.Path, data: LoadedData, t0: float) -> dict:
     # --- model side: mesh, tokenizer, model config; prompts; rewards on token ids
     engine = build_engine(s, corpus=lambda: scratch_corpus(data, s))
     cfg = engine.model_config
-    print(f"{s.mode}: {cfg.num_params():,} parameters on {device_summary(engine.mesh)}")
+    log.info(
+        "%s: %s parameters on %s", s.mode, f"{cfg.num_params():,}", device_summary(engine.mesh)
+    )
     splits = {
         name: PromptSet(examples, engine.tokenizer, s.data.prompt)
         for name, examples in data.examples.items()
@@ -199,7 +218,7 @@ def run(settings: Settings) -> dict:
             if phase == "eval":
                 results[last] = _evaluate_phase(s, engine, plan, test, reward_fn, writer, last)
             elif (plan.resume_step or 0) >= getattr(s, phase).steps > 0:
-                print(f"{phase}: complete ({own}, step {plan.resume_step})")
+                log.info("%s: complete (%s, step %d)", phase, own, plan.resume_step)
             else:
                 try:
                     out, extra = _train_phase(
@@ -207,7 +226,7 @@ def run(settings: Settings) -> dict:
                     )
                 except Preempted as e:
                     writer.close()
-                    print(f"{e}; relaunch the same command to resume", flush=True)
+                    log.warning("%s; relaunch the same command to resume", e)
                     return {"mode": s.mode, "preempted": {"phase": e.phase, "step": e.step}}
                 results.update(extra)
                 evals = [h for h in out.history if "eval/mae" in h]
@@ -215,8 +234,8 @@ def run(settings: Settings) -> dict:
                 results.setdefault("compiles", {})[phase] = out.compiles
                 if out.compiles["after_first_step"]:
                     c = out.compiles
-                    print(f"{phase}: {c['after_first_step']} XLA compilations after the first "
-                          f"step ({c['signatures']} sets of prompt buckets)")  # fmt: skip
+                    log.info("%s: %d XLA compilations after the first step (%d sets of prompt "
+                             "buckets)", phase, c["after_first_step"], c["signatures"])  # fmt: skip
             if own is not None:
                 done.append(own)
                 last = phase
@@ -232,9 +251,9 @@ def run(settings: Settings) -> dict:
         final = engine.weights(plan_phase(None, done, "", "").initial)
         export_hf(final, cfg, workdir / "hf_export", tokenizer_dir=engine.tokenizer_dir)
     writer.close()
-    _print_table(results)
+    _log_table(results)
     if multihost.is_primary():  # the other processes print nothing and write no run file
         out_file = workdir / "results.json"
         out_file.write_text(json.dumps(results, indent=2, default=float) + "\n")
-        print(f"wrote {out_file}")
+        log.info("wrote %s", out_file)
     return results

@@ -12,6 +12,7 @@ import numpy as np
 from reczero_jax.data.prompt_set import batch_indices
 from reczero_jax.multihost import global_array, local_rows
 from reczero_jax.observe.compiles import CompileLog
+from reczero_jax.observe.logs import log
 from reczero_jax.rl.objectives import SFTBatch, SFTObjective
 from reczero_jax.rl.phase import (
     PhaseResult,
@@ -68,12 +69,15 @@ def run_sft(
     rows = local_rows(sharding, cfg.batch_size)  # the batch rows this process builds
     longest = max(len(p) for p, _ in traces)
     prompt_len = next((b for b in buckets if b >= longest), longest)
-    log = StepLog(
+    step_log = StepLog(
         writer, "sft", cfg.steps, start, log_every,
         line=lambda m: f"loss {m['loss']:.4f} ({m['perf/step_s']:.2f} s/step)",
         shown=("loss",),
     )  # fmt: skip
     compiles = CompileLog("sft")
+    if start < cfg.steps:
+        log.info("sft: compiling the train step (%d traces per step, prompt bucket %d, responses "
+                 "of %d tokens)", cfg.batch_size, prompt_len, cfg.max_response_tokens)  # fmt: skip
     for step in range(start, cfg.steps):
         with compiles.step(prompt_len, step + 1) as counted:  # one shape for the phase
             idx = batch_indices(len(traces), cfg.batch_size, step, seed)[rows]  # this process's
@@ -81,10 +85,10 @@ def run_sft(
             batch = jax.tree.map(lambda x: global_array(sharding, x, cfg.batch_size), mine)
             state, metrics = step_fn(state, batch)
             metrics = host_metrics(metrics)
-        log.add(step + 1, {**metrics, **counted})
+        step_log.add(step + 1, {**metrics, **counted})
         last = step + 1 == cfg.steps
         ckpt.save(step + 1, state.as_dict(), checkpoint_meta(meta, "sft", step + 1), force=last)
         stop_if_preempted(rt.watch, ckpt, step + 1, cfg.steps, state, meta, "sft")
-    log.close()
+    step_log.close()
     ckpt.close()
-    return PhaseResult(state.params, log.history, compiles.summary())
+    return PhaseResult(state.params, step_log.history, compiles.summary())

@@ -33,6 +33,7 @@ from reczero_jax.data.review_teacher import review_trace
 from reczero_jax.data.synthetic import World
 from reczero_jax.data.teacher import teacher_trace
 from reczero_jax.multihost import to_host
+from reczero_jax.observe import Progress
 from reczero_jax.paths import as_path
 from reczero_jax.sampling.sampler import GroupSampler
 
@@ -61,10 +62,13 @@ def teacher_traces(
     idx = rng.choice(len(train), size=min(num, len(train)), replace=False)
     answer = teacher_answer(world, noise, train.prompt_cfg.variant)
     out = []
+    progress = Progress(len(idx), "teacher traces", every=max(1, len(idx) // 4), unit="trace")
     for i in idx:
         prompt = train.prompt(int(i))  # built once: its ids and what it dropped
         text = answer(train.example(int(i)), rng, prompt.num_history_dropped)
         out.append((list(prompt.token_ids), encode_response(train.tokenizer, text, eos_id)))
+        progress.update(len(out))
+    progress.close()
     return out
 
 

@@ -42,6 +42,7 @@ from reczero_jax import multihost, sharding
 from reczero_jax.model.decoder import Decoder, lm_head_kernel, logits_from_hidden
 from reczero_jax.model.model_config import ModelConfig
 from reczero_jax.model.params import param_shardings
+from reczero_jax.observe.logs import log
 from reczero_jax.sampling.methods import Method, draw
 from reczero_jax.text.stop_strings import StopStrings
 from reczero_jax.text.stop_strings import update as stop_update
@@ -321,6 +322,9 @@ class GroupSampler:
     def _executable(self, params, tokens, valid, key, num_samples):
         shape_key = (tokens.shape, num_samples)
         if shape_key not in self._compiled:
+            b, p = tokens.shape
+            log.info("compiling the sampler: %d prompts x %d samples, prompt bucket %d, %d new "
+                     "tokens", b, num_samples, p, self.spec.max_new_tokens)  # fmt: skip
             self._compiled[shape_key] = self.lower(
                 params, tokens, valid, key, num_samples
             ).compile()

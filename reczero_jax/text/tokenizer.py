@@ -1,19 +1,54 @@
-"""Loading a local Hugging Face tokenizer and encoding prompts with its chat template."""
+"""Loading a local Hugging Face tokenizer and encoding prompts with its chat template.
+
+A tokenizer without a chat template (a base model's) gets :data:`RAW_TEXT_CHAT_TEMPLATE`
+when it is loaded, with a warning: chat prompts then fall back to raw text, the system
+message, a blank line and the user message, which is what ``data.prompt.mode='raw'``
+renders with its default ``raw_template``.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pathlib
 
+from reczero_jax import paths
+
 __all__ = [
+    "RAW_TEXT_CHAT_TEMPLATE",
     "TokenizerError",
+    "check_tokenizer_dir",
     "encode_chat",
     "encode_text",
+    "ensure_chat_template",
     "eos_token_ids",
     "load_tokenizer",
     "pad_token_id",
 ]
+
+# Each message's text, a blank line after the system message and a newline after the others;
+# no generation prompt. [system S, user U] -> "S\n\nU\n" (prompt.mode='raw', default template).
+RAW_TEXT_CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{{- message['content'] -}}"
+    "{%- if message['role'] == 'system' -%}{{- '\n\n' -}}{%- else -%}{{- '\n' -}}{%- endif -%}"
+    "{%- endfor -%}"
+)
+# Files one of which a Hugging Face tokenizer folder holds.
+TOKENIZER_FILE_PATTERNS = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "tokenizer.model",
+    "vocab.json",
+    "vocab.txt",
+    "spiece.model",
+    "*.tiktoken",
+)
+_log = logging.getLogger(__name__)  # under the project's logger: terminal and log.txt
+_EXPECTED = (
+    "expected a Hugging Face tokenizer folder holding tokenizer.json or tokenizer_config.json"
+)
 
 
 class TokenizerError(ValueError):
@@ -24,8 +59,41 @@ def _folder(tokenizer) -> str:
     return str(getattr(tokenizer, "name_or_path", "") or "<in-memory tokenizer>")
 
 
+def check_tokenizer_dir(path: str | os.PathLike, key: str = "config.model.tokenizer_dir") -> None:
+    """Raises TokenizerError, naming ``key`` and the path, unless ``path`` (local or remote)
+    is a folder holding tokenizer files; reads nothing but the folder's listing."""
+    folder = paths.as_path(path)
+    if not folder.exists():
+        raise TokenizerError(f"{key}: {path} does not exist ({_EXPECTED})")
+    if not folder.is_dir():
+        raise TokenizerError(f"{key}: {path} is not a folder ({_EXPECTED})")
+    if not any(any(folder.glob(pattern)) for pattern in TOKENIZER_FILE_PATTERNS):
+        raise TokenizerError(
+            f"{key}: {path} holds no tokenizer files ({_EXPECTED}; set "
+            "config.model.tokenizer_dir to the folder that holds them)"
+        )
+
+
+def ensure_chat_template(tokenizer) -> bool:
+    """Gives a tokenizer without a chat template :data:`RAW_TEXT_CHAT_TEMPLATE`, with a
+    warning naming its folder. Returns whether it had one."""
+    if getattr(tokenizer, "chat_template", None):
+        return True
+    _log.warning(
+        "tokenizer from %s has no chat template (no 'chat_template' in tokenizer_config.json, "
+        "no chat_template.jinja): chat prompts fall back to raw text (system message, blank "
+        "line, user message; what data.prompt.mode='raw' renders)",
+        _folder(tokenizer),
+    )
+    tokenizer.chat_template = RAW_TEXT_CHAT_TEMPLATE
+    return False
+
+
 def load_tokenizer(path: str | os.PathLike):
     """Load a tokenizer from a local folder with ``AutoTokenizer`` (never downloads).
+
+    A tokenizer without a chat template gets the raw-text one, with a warning
+    (:func:`ensure_chat_template`).
 
     Raises:
       TokenizerError: the folder does not exist, is not a folder, or holds no loadable
@@ -33,9 +101,9 @@ def load_tokenizer(path: str | os.PathLike):
     """
     folder = pathlib.Path(path).expanduser()
     if not folder.exists():
-        raise TokenizerError(f"tokenizer folder {folder} does not exist")
+        raise TokenizerError(f"tokenizer folder {folder} does not exist ({_EXPECTED})")
     if not folder.is_dir():
-        raise TokenizerError(f"tokenizer path {folder} is not a folder")
+        raise TokenizerError(f"tokenizer path {folder} is not a folder ({_EXPECTED})")
     from transformers import AutoTokenizer
 
     try:
@@ -44,7 +112,8 @@ def load_tokenizer(path: str | os.PathLike):
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TokenizerError(f"could not load a tokenizer from {folder}: {first_line}") from exc
     if tokenizer is None or isinstance(tokenizer, bool):
-        raise TokenizerError(f"could not load a tokenizer from {folder}")
+        raise TokenizerError(f"could not load a tokenizer from {folder} ({_EXPECTED})")
+    ensure_chat_template(tokenizer)
     return tokenizer
 
 
@@ -65,20 +134,14 @@ def encode_chat(
 
     Messages are ``[system (if given), user]``; templates may add their own default system
     message (Qwen2.5 does). The rendered string is tokenized without extra special tokens,
-    as ``apply_chat_template(..., tokenize=True)`` does.
-
-    Raises:
-      TokenizerError: the tokenizer has no chat template (the message names its folder).
+    as ``apply_chat_template(..., tokenize=True)`` does. A tokenizer without a chat template
+    renders raw text, with a warning (:func:`ensure_chat_template`).
     """
     if not isinstance(user, str):
         raise TypeError(f"user must be a str, got {type(user).__name__}")
     if system is not None and not isinstance(system, str):
         raise TypeError(f"system must be a str or None, got {type(system).__name__}")
-    if not getattr(tokenizer, "chat_template", None):
-        raise TokenizerError(
-            f"tokenizer from {_folder(tokenizer)} has no chat template "
-            "(expected 'chat_template' in tokenizer_config.json or a chat_template.jinja file)"
-        )
+    ensure_chat_template(tokenizer)
     messages = [] if system is None else [{"role": "system", "content": system}]
     messages.append({"role": "user", "content": user})
     rendered = tokenizer.apply_chat_template(

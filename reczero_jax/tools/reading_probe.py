@@ -1,9 +1,10 @@
 """How well a model trained on the synthetic world *reads* its prompts.
 
-    python -m reczero_jax.tools.reading_probe --config configs/demo.py \
-        --workdir /tmp/reczero_demo [--phase sft|grpo] [--examples 256]
+    python -m reczero_jax.tools.reading_probe --workdir /tmp/reczero_demo \
+        [--phase sft|grpo] [--examples 256]
 
-Restores the latest checkpoint of ``--phase`` from the workdir of a finished run, answers
+Reads the run as it was trained (``workdir/config.json``, overrides included), restores
+the latest checkpoint of ``--phase`` from the workdir of a finished run, answers
 the first ``--examples`` test prompts greedily and compares each answer field by field with
 the teacher's noise-free trace (:func:`reczero_jax.data.teacher.teacher_trace`, whose
 analysis is a function of the prompt). Prints one JSON object: per field, the fraction of
@@ -114,7 +115,6 @@ def linear_rule_mae(train, test, world, targets: np.ndarray) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", required=True, help="the run's config file")
     parser.add_argument("--workdir", required=True, help="the finished run's workdir")
     parser.add_argument("--phase", choices=("sft", "grpo"), default="sft")
     parser.add_argument("--examples", type=int, default=256)
@@ -122,17 +122,15 @@ def main(argv: list[str] | None = None) -> int:
 
     from reczero_jax.config_parsing import ConfigError
     from reczero_jax.paths import as_path
-    from reczero_jax.settings import load_config_file, load_settings
+    from reczero_jax.run_config import read_run_config
 
     try:
-        config = load_config_file(args.config)
-        config.workdir = args.workdir
-        settings = load_settings(config)
         ckpt_dir = as_path(args.workdir) / "checkpoints" / args.phase  # local or gs://
         if not ckpt_dir.is_dir():
             raise ConfigError(f"--workdir: no {args.phase} checkpoints in {ckpt_dir}")
+        settings = read_run_config(args.workdir)  # the run as trained
         if settings.data.source != "synthetic":
-            raise ConfigError("--config: the probe needs data.source='synthetic' (the teacher)")
+            raise ConfigError("--workdir: the probe needs a run on data.source='synthetic'")
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

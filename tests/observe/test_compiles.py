@@ -22,7 +22,7 @@ def test_compilations_count_each_new_shape_once():
     assert compilations() - before == 2
 
 
-def test_compile_log_tells_new_shapes_from_recompiles(capsys):
+def test_compile_log_tells_new_shapes_from_recompiles(caplog):
     log = CompileLog("toy")
     stable = jax.jit(lambda x: jnp.sin(x) * 2)
     for step, n in enumerate([4, 4, 4, 8, 8], start=1):
@@ -38,7 +38,7 @@ def test_compile_log_tells_new_shapes_from_recompiles(capsys):
             jax.jit(lambda x: jnp.cos(x) + 1)(np.ones(4, np.float32)).block_until_ready()
     summary = log.summary()
     assert summary["recompiles"] == 2 and summary["after_first_step"] == 3
-    assert "step 7: 1 XLA compilation(s) for shapes an earlier step" in capsys.readouterr().out
+    assert "step 7: 1 XLA compilation(s) for shapes an earlier step" in caplog.text
 
 
 def test_compile_log_reads_a_set_signature_when_the_step_ends():

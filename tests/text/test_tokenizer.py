@@ -79,19 +79,6 @@ def test_tiny_chat_template(tiny_tokenizer):
     assert tok.decode(no_prompt) == "<|im_start|>user\nRate it.<|im_end|>\n"
 
 
-def test_no_chat_template_names_folder(tiny_tokenizer_dir, tmp_path):
-    folder = tmp_path / "no_template_tok"
-    folder.mkdir()
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        (folder / name).write_bytes((tiny_tokenizer_dir / name).read_bytes())
-    config = json.loads((folder / "tokenizer_config.json").read_text())
-    config.pop("chat_template", None)
-    (folder / "tokenizer_config.json").write_text(json.dumps(config))
-    tok = load_tokenizer(folder)
-    with pytest.raises(TokenizerError, match="no_template_tok"):
-        encode_chat(tok, "hi")
-
-
 def test_eos_from_generation_config(tiny_tokenizer, tmp_path):
     (tmp_path / "generation_config.json").write_text(json.dumps({"eos_token_id": [7, 2, 7]}))
     assert eos_token_ids(tiny_tokenizer, tmp_path) == (2, 7)

@@ -70,8 +70,11 @@ def test_every_field_is_found_in_real_teacher_traces():
 
 
 def test_missing_checkpoints_exit_2(tmp_path, capsys):
-    assert main(["--config", "configs/demo.py:quick", "--workdir", str(tmp_path)]) == 2
+    assert main(["--workdir", str(tmp_path)]) == 2
     assert "no sft checkpoints" in capsys.readouterr().err
+    (tmp_path / "checkpoints" / "sft").mkdir(parents=True)
+    assert main(["--workdir", str(tmp_path)]) == 2  # a run directory without config.json
+    assert "config.json does not exist" in capsys.readouterr().err
 
 
 def test_linear_rule_reads_the_features_the_teacher_writes():
