@@ -77,6 +77,10 @@ def train_step(state: TrainState, batch, loss_fn, *, micro_groups: int):
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     safe_grads = jax.tree.map(lambda x: jnp.where(finite, x, 0.0), grads)
     updates, new_opt_state = state.tx.update(safe_grads, state.opt_state, state.params)
+    # The float32 gradients would promote bfloat16 moments to float32: the state keeps its
+    # dtypes, so the next step has the same input types (no second compilation) and the
+    # donated buffers are reused.
+    new_opt_state = jax.tree.map(lambda n, o: n.astype(o.dtype), new_opt_state, state.opt_state)
     new_params = optax.apply_updates(state.params, updates)
     keep = lambda new, old: jax.tree.map(lambda a, c: jnp.where(finite, a, c), new, old)  # noqa: E731
     new_state = state.replace(
