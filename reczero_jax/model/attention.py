@@ -14,6 +14,16 @@ import jax.numpy as jnp
 _NEG = -1e30  # additive mask value; finite so fully-masked rows stay NaN-free
 
 
+QUERY_BLOCK = 128  # query positions per block of the causal attention (at least)
+MAX_QUERY_BLOCKS = 8  # longer sequences get longer blocks
+
+
+def _query_blocks(t: int) -> list[tuple[int, int]]:
+    """[lo, hi) query blocks of a causal attention over ``t`` positions."""
+    size = max(QUERY_BLOCK, -(-t // MAX_QUERY_BLOCKS))
+    return [(lo, min(lo + size, t)) for lo in range(0, t, size)]
+
+
 def causal_attention(
     q_bthd: jax.Array, k_bskd: jax.Array, v_bskd: jax.Array, key_valid_bs: jax.Array
 ) -> jax.Array:
@@ -21,6 +31,13 @@ def causal_attention(
 
     Query i attends to key j iff j <= i (by index) and ``key_valid[j]``. Left padding is
     expressed through ``key_valid``.
+
+    The queries are processed in blocks (:func:`_query_blocks`); a block ending at
+    position ``hi`` reads only the keys before ``hi``, so the masked upper triangle is
+    mostly never computed (for 8 blocks, 44% of the score matrix is skipped). Scores are
+    laid out heads-major, [B, Hkv, R * block, S], one batched matrix product per block,
+    and masked by adding 0 or -1e30; on XLA:CPU this runs about 3x faster, forward and
+    backward, than one masked [B, Hkv, R, T, S] product at T = 1024.
 
     Args:
       q_bthd: [B, T, Hq, Dh] queries (RoPE applied).
@@ -31,16 +48,29 @@ def causal_attention(
     """
     b, t, hq, dh = q_bthd.shape
     hkv = k_bskd.shape[2]
-    q = q_bthd.reshape(b, t, hkv, hq // hkv, dh)
-    scores = jnp.einsum("btkrd,bskd->bkrts", q, k_bskd, preferred_element_type=jnp.float32) * (
-        dh**-0.5
-    )  # [B, Hkv, R, T, S]
-    causal = jnp.tril(jnp.ones((t, t), dtype=bool))
-    mask = causal[None, :, :] & key_valid_bs[:, None, :]  # [B, T, S]
-    scores = jnp.where(mask[:, None, None, :, :], scores, _NEG)
-    probs = jax.nn.softmax(scores, axis=-1).astype(v_bskd.dtype)
-    out = jnp.einsum("bkrts,bskd->btkrd", probs, v_bskd, preferred_element_type=jnp.float32)
-    return out.reshape(b, t, hq, dh).astype(v_bskd.dtype)
+    r = hq // hkv
+    q = q_bthd.reshape(b, t, hkv, r, dh).transpose(0, 2, 3, 1, 4)  # [B, Hkv, R, T, Dh]
+    k = k_bskd.transpose(0, 2, 1, 3)  # [B, Hkv, S, Dh]
+    v = v_bskd.transpose(0, 2, 1, 3)
+    outs = []
+    for lo, hi in _query_blocks(t):
+        n = hi - lo
+        scores = jnp.einsum(
+            "bkqd,bksd->bkqs",
+            q[:, :, :, lo:hi].reshape(b, hkv, r * n, dh),
+            k[:, :, :hi],
+            preferred_element_type=jnp.float32,
+        ) * (dh**-0.5)
+        allowed = (jnp.arange(lo, hi)[:, None] >= jnp.arange(hi)[None, :])[None] & key_valid_bs[
+            :, None, :hi
+        ]  # [B, n, hi]
+        bias = jnp.where(allowed, 0.0, _NEG).astype(jnp.float32)
+        scores = scores.reshape(b, hkv, r, n, hi) + bias[:, None, None]
+        probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype).reshape(b, hkv, r * n, hi)
+        out = jnp.einsum("bkqs,bksd->bkqd", probs, v[:, :, :hi], preferred_element_type=jnp.float32)
+        outs.append(out.reshape(b, hkv, r, n, dh))
+    out = outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=3)
+    return out.transpose(0, 3, 1, 2, 4).reshape(b, t, hq, dh).astype(v_bskd.dtype)
 
 
 def shared_prompt_decode_attention(
@@ -123,19 +153,60 @@ def grouped_response_attention(
     b, g, t, hq, dh = q_bgtkd.shape
     hkv = k_bgtkd.shape[3]
     p = prompt_k_bpkd.shape[1]
+    r = hq // hkv
     f32 = jnp.float32
     scale = dh**-0.5
-    q = q_bgtkd.reshape(b, g, t, hkv, hq // hkv, dh)
-    s_prompt = jnp.einsum("bgtkrd,bpkd->bgkrtp", q, prompt_k_bpkd, preferred_element_type=f32)
-    s_self = jnp.einsum("bgtkrd,bgskd->bgkrts", q, k_bgtkd, preferred_element_type=f32)
-    causal = jnp.tril(jnp.ones((t, t), dtype=bool))
-    self_mask = causal[None, None] & resp_valid_bgt[:, :, None, :]  # [B, G, T, S]
-    s_prompt = jnp.where(prompt_valid_bp[:, None, None, None, None, :], s_prompt * scale, _NEG)
-    s_self = jnp.where(self_mask[:, :, None, None], s_self * scale, _NEG)
-    probs = jax.nn.softmax(jnp.concatenate([s_prompt, s_self], axis=-1), axis=-1)
     dtype = v_bgtkd.dtype
-    p_prompt = probs[..., :p].astype(dtype)
-    p_self = probs[..., p:].astype(dtype)
-    out = jnp.einsum("bgkrtp,bpkd->bgtkrd", p_prompt, prompt_v_bpkd, preferred_element_type=f32)
-    out += jnp.einsum("bgkrts,bgskd->bgtkrd", p_self, v_bgtkd, preferred_element_type=f32)
-    return out.reshape(b, g, t, hq, dh).astype(dtype)
+    # heads-major layouts: one batched product per segment, the G * T * R queries of a
+    # prompt's kv-head against its P prompt keys, each answer's R * T against its own T
+    q = q_bgtkd.reshape(b, g, t, hkv, r, dh).transpose(0, 3, 1, 4, 2, 5)  # [B, Hkv, G, R, T, D]
+    k_self = k_bgtkd.transpose(0, 3, 1, 2, 4)  # [B, Hkv, G, T, D]
+    v_self = v_bgtkd.transpose(0, 3, 1, 2, 4)
+    k_prompt = prompt_k_bpkd.transpose(0, 2, 1, 3)  # [B, Hkv, P, D]
+    v_prompt = prompt_v_bpkd.transpose(0, 2, 1, 3)
+    s_prompt = (
+        jnp.einsum(
+            "bkqd,bkpd->bkqp",
+            q.reshape(b, hkv, g * r * t, dh),
+            k_prompt,
+            preferred_element_type=f32,
+        )
+        * scale
+    )  # [B, Hkv, G*R*T, P]
+    s_prompt = s_prompt + jnp.where(prompt_valid_bp, 0.0, _NEG).astype(f32)[:, None, None, :]
+    s_self = (
+        jnp.einsum(
+            "bkgqd,bkgsd->bkgqs",
+            q.reshape(b, hkv, g, r * t, dh),
+            k_self,
+            preferred_element_type=f32,
+        )
+        * scale
+    )  # [B, Hkv, G, R*T, T]
+    causal = jnp.tril(jnp.ones((t, t), dtype=bool))
+    self_ok = causal[None, None] & resp_valid_bgt[:, :, None, :]  # [B, G, T, S]
+    self_bias = jnp.where(self_ok, 0.0, _NEG).astype(f32)[:, None, :, None]  # [B,1,G,1,T,S]
+    s_self = s_self.reshape(b, hkv, g, r, t, t) + self_bias
+    # One softmax over both segments without concatenating them: a shared max (the
+    # result does not depend on it, so no gradient flows through it) and one denominator.
+    s_prompt = s_prompt.reshape(b, hkv, g, r, t, p)
+    top = jax.lax.stop_gradient(jnp.maximum(s_prompt.max(axis=-1), s_self.max(axis=-1)))[
+        ..., None
+    ]  # [B, Hkv, G, R, T, 1]
+    e_prompt = jnp.exp(s_prompt - top)
+    e_self = jnp.exp(s_self - top)
+    denom = e_prompt.sum(axis=-1, keepdims=True) + e_self.sum(axis=-1, keepdims=True)
+    out = jnp.einsum(
+        "bkqp,bkpd->bkqd",
+        (e_prompt / denom).astype(dtype).reshape(b, hkv, g * r * t, p),
+        v_prompt,
+        preferred_element_type=f32,
+    ).reshape(b, hkv, g, r, t, dh)
+    out += jnp.einsum(
+        "bkgqs,bkgsd->bkgqd",
+        (e_self / denom).astype(dtype).reshape(b, hkv, g, r * t, t),
+        v_self,
+        preferred_element_type=f32,
+    ).reshape(b, hkv, g, r, t, dh)
+    # [B, Hkv, G, R, T, D] -> [B, G, T, Hq, D]
+    return out.transpose(0, 2, 4, 1, 3, 5).reshape(b, g, t, hq, dh).astype(dtype)
