@@ -4,7 +4,7 @@ The offline CPU demo (RecOne on the synthetic world): a tiny Qwen2-style model t
 from scratch with a BPE tokenizer learned from the world's own texts; supervised cold start
 on the weak teacher's noisy traces, then GRPO; strict MAE on the synthetic test split,
 beside the teacher's noise-free rule, the Bayes-optimal floor and the classical baselines.
-Runs in about 7 minutes on 2 CPU cores (README: results). ``:quick`` is a 1-minute smoke run.
+Runs in about 6 minutes on 2 CPU cores (README: results). ``:quick`` is a 1-minute smoke run.
 """
 
 from reczero_jax.settings import default_config

@@ -184,8 +184,8 @@ def test_trace_sources_and_evaluation(tmp_path):
 
 def test_sft_reports_traces_cut_at_max_response_tokens(tmp_path):
     settings = tiny_settings(tmp_path, mode="sft")
-    # bfloat16 weights (float32 compute): the optimizer state must keep its dtypes from step to step, or the
-    # second step compiles again (float32 gradients promote bfloat16 moments)
+    # bfloat16 weights (float32 compute): the optimizer state must keep its dtypes from step
+    # to step, or the second step compiles again (float32 gradients promote bfloat16 moments)
     bf16 = dataclasses.replace(settings.model, param_dtype="bfloat16")
     sft = dataclasses.replace(settings.sft, steps=3)
     results = run(dataclasses.replace(settings, model=bf16, sft=sft))
