@@ -114,7 +114,18 @@ def load_raw(cfg: DataConfig, splits: tuple[str, ...] = SPLIT_NAMES) -> LoadedDa
     else:
         source = read_source(cfg.source, cfg.path, cfg.meta_path)
     split = assign_splits(source.ratings, cfg.split, cfg.valid_fraction, cfg.test_fraction)
-    examples, stats = build_examples(
+    examples, stats = _build(cfg, source, split, splits)
+    for name in REQUIRED_SPLITS:
+        if name in splits and not examples[name]:
+            raise DataError(no_examples_message(cfg, source, split, name))
+    return LoadedData(
+        source=source, split=split, examples=examples, filter_stats=stats, world=world
+    )
+
+
+def _build(cfg: DataConfig, source: SourceData, split: np.ndarray, splits):
+    """The ``data`` section's examples of ``splits`` and the history filters' counts."""
+    return build_examples(
         source.ratings,
         source.items,
         split,
@@ -123,12 +134,6 @@ def load_raw(cfg: DataConfig, splits: tuple[str, ...] = SPLIT_NAMES) -> LoadedDa
         review_chars=cfg.review_chars,
         min_history_total=cfg.min_history_total,
         splits=splits,
-    )
-    for name in REQUIRED_SPLITS:
-        if name in splits and not examples[name]:
-            raise DataError(no_examples_message(cfg, source, split, name))
-    return LoadedData(
-        source=source, split=split, examples=examples, filter_stats=stats, world=world
     )
 
 
@@ -153,16 +158,7 @@ def no_examples_message(cfg: DataConfig, source: SourceData, split: np.ndarray, 
     if not targets:
         hint = SPLIT_HINTS[cfg.split].format(cfg=cfg)
         return f"{where}: no usable {name} example: " + "; ".join(parts) + f" ({hint})"
-    _, stats = build_examples(  # this split's counts (only on this error path)
-        source.ratings,
-        source.items,
-        split,
-        history_len=cfg.history_len,
-        item_history_len=cfg.item_history_len,
-        review_chars=cfg.review_chars,
-        min_history_total=cfg.min_history_total,
-        splits=(name,),
-    )
+    _, stats = _build(cfg, source, split, (name,))  # this split's counts (error path only)
     filters = ", ".join(
         f"{what.format(cfg=cfg)} removed {stats.get(key, 0)}" for key, what in FILTERS
     )

@@ -52,7 +52,9 @@ def test_sigterm_checkpoints_exits_0_and_the_relaunch_is_exact(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
 
     cmd, workdir = _command(tmp_path, "stopped")
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(  # messages are logged to stderr
+        cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     metrics = workdir / "metrics.jsonl"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:  # wait until GRPO steps are logged
@@ -69,7 +71,7 @@ def test_sigterm_checkpoints_exits_0_and_the_relaunch_is_exact(tmp_path):
 
     again = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert f"resuming step {step}" in again.stdout
+    assert f"resuming step {step}" in again.stderr
     assert (workdir / "results.json").is_file()
     jax.tree.map(
         np.testing.assert_array_equal,
