@@ -83,3 +83,13 @@ def lenient_rating_metrics(pred, valid, target) -> dict[str, float]:
         "parse_failure_rate": float(np.mean(~v)) if n else float("nan"),
         "num": n,
     }
+
+
+def gap_closed(model_mae: float, teacher_mae: float, bayes_mae: float) -> float | None:
+    """The fraction of the teacher-to-Bayes-floor MAE gap a model closed:
+    ``(teacher - model) / (teacher - bayes)``; 0 at the teacher, 1 at the floor, negative
+    when worse than the teacher; None when the gap is not positive."""
+    gap = teacher_mae - bayes_mae
+    if not gap > 0:
+        return None
+    return (teacher_mae - model_mae) / gap

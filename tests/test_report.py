@@ -9,6 +9,7 @@ import pathlib
 import pytest
 
 from reczero_jax.config_parsing import ConfigError
+from reczero_jax.metrics import gap_closed
 from reczero_jax.modes import report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -135,9 +136,9 @@ def test_smooth_is_a_centred_moving_average_with_shorter_windows_at_the_ends():
 
 
 def test_gap_closed_and_final_table():
-    assert report.gap_closed(0.65, 0.9, 0.4) == pytest.approx(0.5)
-    assert report.gap_closed(1.0, 0.9, 0.4) == pytest.approx(-0.2)
-    assert report.gap_closed(0.5, 0.4, 0.4) is None  # no gap to close
+    assert gap_closed(0.65, 0.9, 0.4) == pytest.approx(0.5)
+    assert gap_closed(1.0, 0.9, 0.4) == pytest.approx(-0.2)
+    assert gap_closed(0.5, 0.4, 0.4) is None  # no gap to close
     rows = report.final_table(RESULTS)
     assert [(r["name"], r["kind"]) for r in rows] == [
         ("sft", "model"), ("grpo", "model"), ("teacher", "teacher"), ("Bayes floor", "bayes"),

@@ -66,6 +66,22 @@ def check_parity(name: str, diff: float) -> None:
         )
 
 
+def check_full_run(name: str, steps_run: int, total: int, lengths, new_tokens: int) -> None:
+    """Every step ran and every answer has the forced full length, or the run is refused."""
+    if steps_run != total:
+        raise SystemExit(f"{name}: ran {steps_run} steps, expected {total}")
+    if set(lengths) != {new_tokens}:
+        raise SystemExit(
+            f"{name}: answers of lengths {sorted(set(lengths))}, expected all {new_tokens}"
+        )
+
+
+def versions(*packages: str) -> dict[str, str]:
+    import importlib.metadata
+
+    return {name: importlib.metadata.version(name) for name in packages}
+
+
 # ---------------------------------------------------------------------------- timing
 class StepTimes:
     """Per-step seconds by phase ('step', 'rollout', 'generate', 'update'...)."""

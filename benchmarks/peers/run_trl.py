@@ -14,7 +14,6 @@ that EOS never ends an answer, torch threads = the CPU count. The reward reads
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 import pathlib
 import sys
 import time
@@ -127,10 +126,7 @@ def main() -> int:
 
     trainer.add_callback(StepTimer())
     trainer.train()
-    if len(times.steps) != total:
-        raise SystemExit(f"trl: ran {len(times.steps)} steps, expected {total}")
-    if set(lengths) != {t}:
-        raise SystemExit(f"trl: answers of lengths {sorted(set(lengths))}, expected all {t}")
+    peer_common.check_full_run("trl", len(times.steps), total, lengths, t)
     for s in times.steps:
         s["update"] = s["step"] - s.get("rollout", 0.0)
     result = {
@@ -138,10 +134,7 @@ def main() -> int:
         "parity_max_abs_diff": diff,
         "torch_threads": torch.get_num_threads(),
         **times.summary(spec["warmup"]),
-        "versions": {
-            name: importlib.metadata.version(name)
-            for name in ("trl", "transformers", "torch", "accelerate", "datasets")
-        },
+        "versions": peer_common.versions("trl", "transformers", "torch", "accelerate", "datasets"),
     }
     peer_common.write_result(args.out, result)
     return 0

@@ -19,7 +19,6 @@ so its private ``_run_global_step`` (the step), ``_generate_and_compute_advantag
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 import json
 import pathlib
 import sys
@@ -167,18 +166,12 @@ def main() -> int:
 
     dataset = [{"prompts": np.array(spec["prompt_texts"])} for _ in range(total)]
     learner.train(dataset)
-    if len(times.steps) != total:
-        raise SystemExit(f"tunix: ran {len(times.steps)} steps, expected {total}")
-    if set(lengths) != {t}:
-        raise SystemExit(f"tunix: answers of lengths {sorted(set(lengths))}, expected all {t}")
+    peer_common.check_full_run("tunix", len(times.steps), total, lengths, t)
     result = {
         "system": "tunix",
         "parity_max_abs_diff": diff,
         **times.summary(spec["warmup"]),
-        "versions": {
-            name: importlib.metadata.version(name)
-            for name in ("google-tunix", "jax", "flax", "optax", "transformers")
-        },
+        "versions": peer_common.versions("google-tunix", "jax", "flax", "optax", "transformers"),
     }
     peer_common.write_result(args.out, result)
     return 0

@@ -36,6 +36,7 @@ import numpy as np
 from etils import epath
 
 from reczero_jax.config_parsing import ConfigError
+from reczero_jax.metrics import gap_closed
 from reczero_jax.observe.logs import log
 from reczero_jax.observe.writer import JSONL_NAME, read_jsonl
 from reczero_jax.paths import as_path
@@ -125,22 +126,6 @@ def check_run_dir(run_dir, key: str = "") -> epath.Path:
     return path
 
 
-def read_metrics(path: epath.Path) -> list[dict]:
-    """The rows of a ``metrics.jsonl``; a line that is not JSON (a run killed while writing
-    it) is skipped with a warning."""
-    try:
-        return read_jsonl(path)
-    except ValueError:
-        rows = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):
-            try:
-                if line.strip():
-                    rows.append(json.loads(line))
-            except ValueError:
-                log.warning("report: %s line %d is not JSON; skipped", path, number)
-        return rows
-
-
 def _read_json(path: epath.Path) -> dict | None:
     if not path.exists():
         return None
@@ -156,7 +141,7 @@ def load_run(run_dir, label: str, key: str = "") -> Run:
     return Run(
         path=path,
         label=label,
-        rows=read_metrics(metrics) if metrics.exists() else None,
+        rows=read_jsonl(metrics) if metrics.exists() else None,
         results=_read_json(path / RESULTS_FILE),
         config=_read_json(path / CONFIG_FILE),
     )
@@ -206,16 +191,6 @@ def smooth(values: Sequence[float], window: int) -> list[float]:
     total = np.convolve(v, kernel, mode="same")
     count = np.convolve(np.ones_like(v), kernel, mode="same")
     return (total / count).tolist()
-
-
-def gap_closed(model_mae: float, teacher_mae: float, bayes_mae: float) -> float | None:
-    """The fraction of the teacher-to-Bayes-floor MAE gap a model closed:
-    ``(teacher - model) / (teacher - bayes)``; 0 at the teacher, 1 at the floor, negative
-    when worse than the teacher; None when the gap is not positive."""
-    gap = teacher_mae - bayes_mae
-    if not gap > 0:
-        return None
-    return (teacher_mae - model_mae) / gap
 
 
 def _teacher(results: Mapping) -> dict | None:

@@ -168,6 +168,16 @@ class MetricWriter:
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """The records of a ``metrics.jsonl`` file, in order (``null`` comes back as ``None``)."""
-    text = as_path(path).read_text(encoding="utf-8")
-    return [json.loads(line) for line in text.split("\n") if line.strip()]
+    """The records of a ``metrics.jsonl`` file, in order (``null`` comes back as ``None``);
+    a line that is not JSON (a run killed while writing it) is skipped with a warning."""
+    from reczero_jax.observe.logs import log
+
+    rows = []
+    for number, line in enumerate(as_path(path).read_text(encoding="utf-8").split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            log.warning("%s line %d is not JSON; skipped", path, number)
+    return rows

@@ -79,7 +79,8 @@ def evaluate(
         texts = answers[:keep_texts]
     valid, rating, lengths = map(np.concatenate, (valid, rating, lengths))
     targets = prompts.targets_of(range(n))  # every example evaluated: read already
-    strict = strict_rating_metrics(rating, valid, targets, prompts.fallbacks_of(range(n)))
+    fallbacks = prompts.fallbacks_of(range(n))
+    strict = strict_rating_metrics(rating, valid, targets, fallbacks)
     lenient = lenient_rating_metrics(rating, valid, targets)
     result = {
         "mae": strict["mae"],
@@ -95,20 +96,23 @@ def evaluate(
     if keep_texts:
         result["samples"] = texts
     if predictions:
-        result["predictions"] = prediction_records(prompts, rating, valid, answers)
+        result["predictions"] = prediction_records(
+            prompts, rating, valid, answers, targets, fallbacks
+        )
     return result
 
 
-def prediction_records(prompts: PromptSet, rating, valid, answers: list[str]) -> list[dict]:
-    """One record per example: split, user, item, true ``rating``, ``predicted`` (None when
-    the answer has no valid rating), ``valid``, ``strict_error`` (against the user-average
-    fallback when invalid), ``lenient_error`` (0 when invalid: the reference code's
-    convention), the reasoning ``sections`` of the answer format and the full ``answer``."""
-    n = len(prompts)
-    targets, fallbacks = prompts.targets_of(range(n)), prompts.fallbacks_of(range(n))
+def prediction_records(
+    prompts: PromptSet, rating, valid, answers: list[str], targets, fallbacks
+) -> list[dict]:
+    """One record per example: split, user, item, true ``rating`` (``targets``),
+    ``predicted`` (None when the answer has no valid rating), ``valid``, ``strict_error``
+    (against ``fallbacks``, the user average, when invalid), ``lenient_error`` (0 when
+    invalid: the reference code's convention), the reasoning ``sections`` of the answer
+    format and the full ``answer``."""
     fmt = prompts.prompt_cfg.variant
     out = []
-    for i in range(n):
+    for i in range(len(prompts)):
         e, ok, target = prompts.example(i), bool(valid[i]), float(targets[i])
         predicted = float(rating[i]) if ok else None
         strict = predicted if ok else float(fallbacks[i])

@@ -59,14 +59,19 @@ def _folder(tokenizer) -> str:
     return str(getattr(tokenizer, "name_or_path", "") or "<in-memory tokenizer>")
 
 
+def _require_folder(folder, shown: str) -> None:
+    """TokenizerError starting with ``shown`` unless ``folder`` is an existing folder."""
+    if not folder.exists():
+        raise TokenizerError(f"{shown} does not exist ({_EXPECTED})")
+    if not folder.is_dir():
+        raise TokenizerError(f"{shown} is not a folder ({_EXPECTED})")
+
+
 def check_tokenizer_dir(path: str | os.PathLike, key: str = "config.model.tokenizer_dir") -> None:
     """Raises TokenizerError, naming ``key`` and the path, unless ``path`` (local or remote)
     is a folder holding tokenizer files; reads nothing but the folder's listing."""
     folder = paths.as_path(path)
-    if not folder.exists():
-        raise TokenizerError(f"{key}: {path} does not exist ({_EXPECTED})")
-    if not folder.is_dir():
-        raise TokenizerError(f"{key}: {path} is not a folder ({_EXPECTED})")
+    _require_folder(folder, f"{key}: {path}")
     if not any(any(folder.glob(pattern)) for pattern in TOKENIZER_FILE_PATTERNS):
         raise TokenizerError(
             f"{key}: {path} holds no tokenizer files ({_EXPECTED}; set "
@@ -100,10 +105,7 @@ def load_tokenizer(path: str | os.PathLike):
         tokenizer; the message names the folder.
     """
     folder = pathlib.Path(path).expanduser()
-    if not folder.exists():
-        raise TokenizerError(f"tokenizer folder {folder} does not exist ({_EXPECTED})")
-    if not folder.is_dir():
-        raise TokenizerError(f"tokenizer path {folder} is not a folder ({_EXPECTED})")
+    _require_folder(folder, f"tokenizer folder {folder}")
     from transformers import AutoTokenizer
 
     try:

@@ -18,6 +18,8 @@ import sys
 
 import numpy as np
 
+from reczero_jax.metrics import gap_closed
+
 COLUMNS = ("sft MAE", "GRPO MAE", "biased MF", "gap closed", "beats MF", "seconds")
 
 
@@ -27,9 +29,7 @@ def row_of(results: dict) -> dict[str, float | bool | None]:
     grpo, sft = mae("grpo"), mae("sft")
     mf = (results.get("baselines", {}).get("mf") or {}).get("mae")
     teacher, bayes = mae("teacher"), mae("bayes_optimal")
-    gap = None
-    if None not in (grpo, teacher, bayes) and teacher != bayes:
-        gap = (teacher - grpo) / (teacher - bayes)
+    gap = None if None in (grpo, teacher, bayes) else gap_closed(grpo, teacher, bayes)
     return {
         "sft MAE": sft,
         "GRPO MAE": grpo,

@@ -88,3 +88,10 @@ def test_write_after_close_raises(tmp_path):
     w.close()
     with pytest.raises(ValueError, match="closed"):
         w.write(1, {"x": 1.0})
+
+
+def test_read_jsonl_skips_a_torn_line_with_a_warning(tmp_path, caplog):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1, "x": 1.0}\n{"step": 2, "x": 2.0}\n{"step": 3, "x":')
+    assert [r["step"] for r in read_jsonl(path)] == [1, 2]  # a run killed mid-write
+    assert "line 3 is not JSON; skipped" in caplog.text
