@@ -4,7 +4,7 @@ The offline CPU demo (RecOne on the synthetic world): a tiny Qwen2-style model t
 from scratch with a BPE tokenizer learned from the world's own texts; supervised cold start
 on the weak teacher's noisy traces, then GRPO; strict MAE on the synthetic test split,
 beside the teacher's noise-free rule, the Bayes-optimal floor and the classical baselines.
-Runs in about 6 minutes on 2 CPU cores (README: results). ``:quick`` is a 1-minute smoke run.
+Runs in about 10 minutes on 2 CPU cores (README: results). ``:quick`` is a 1-minute smoke run.
 """
 
 from reczero_jax.settings import default_config
@@ -49,19 +49,21 @@ def get_config(arg=None):
     # compilations), where (160, 192) compiled again at the first batch over 160 tokens.
     config.sampling.prompt_buckets = (176,)
 
-    # --- RecOne cold start on the teacher's noisy traces.
+    # --- RecOne cold start on the teacher's noisy traces, a wrong rating rewritten with the
+    # true one shown (the paper's cold start; README: the CPU demo, ablation).
     config.sft.traces = "teacher"
-    config.sft.num_traces = 4000
-    config.sft.steps = 1000
+    config.sft.rewrite_wrong = True
+    config.sft.num_traces = 12000
+    config.sft.steps = 2000
     config.sft.batch_size = 16
     config.sft.max_response_tokens = 96
     config.sft.optim.learning_rate = 3e-3
     config.sft.optim.warmup_steps = 20
-    config.sft.optim.decay_steps = 1000
+    config.sft.optim.decay_steps = 2000
 
     # --- GRPO.
     config.grpo.num_generations = 8  # G answers per prompt
-    config.grpo.steps = 150
+    config.grpo.steps = 200
     config.grpo.prompts_per_step = 16
     config.grpo.epochs = 1
     config.grpo.reward_preset = "paper"
@@ -73,7 +75,7 @@ def get_config(arg=None):
     config.grpo.kl_coef = 0.05
     config.grpo.dynamic_sampling = True
     config.grpo.dynamic_max_rounds = 3
-    config.grpo.eval_every = 75
+    config.grpo.eval_every = 100
     config.grpo.eval_examples = 256
 
     # --- Evaluation on the whole synthetic test split, greedy.

@@ -306,6 +306,9 @@ class SFTSettings:
         'self' (sampled from the current model, wrong answers rewritten with the true
         rating as a hint).
       num_traces: traces to build (teacher / self).
+      rewrite_wrong: teacher traces only: RecOne's rewrite, a trace whose rating is wrong is
+        written again with the true rating shown to the teacher (its analysis stays, its
+        rating becomes the true one).
       max_response_tokens: responses are cut (and trained) at this length.
     """
 
@@ -315,6 +318,7 @@ class SFTSettings:
     traces: str = "teacher"
     traces_path: str = ""
     num_traces: int = 1000
+    rewrite_wrong: bool = False
     max_response_tokens: int = 128
     optim: OptimSettings = OptimSettings(learning_rate=1e-5)
 
@@ -332,6 +336,12 @@ class SFTSettings:
             self.traces in ("teacher", "file", "self"),
             "sft.traces",
             "must be 'teacher', 'file' or 'self'",
+        )
+        _require(
+            not self.rewrite_wrong or self.traces == "teacher",
+            "sft.rewrite_wrong",
+            "applies to sft.traces='teacher' only ('self' always rewrites; a file's traces "
+            "are used as written)",
         )
         _require(
             self.traces != "file" or bool(self.traces_path),

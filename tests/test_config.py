@@ -126,6 +126,11 @@ def _training(mode="recone", workdir="/tmp/unused", **sections):
             _training(sft={"traces": "file", "traces_path": "/nope/traces.jsonl"}),
             r"config\.sft\.traces_path: '/nope/traces\.jsonl' is not a file",
         ),
+        # the rewrite of wrong traces is the teacher's
+        (
+            _training(sft={"traces": "self", "rewrite_wrong": True}),
+            r"config\.sft\.rewrite_wrong: applies to sft\.traces='teacher' only",
+        ),
         # a mode's required keys
         (_training(mode="eval"), r"config\.checkpoint\.resume_from: mode 'eval' evaluates"),
         (_training(mode="grpo", workdir=""), r"config\.workdir: mode 'grpo' writes"),

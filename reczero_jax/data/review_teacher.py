@@ -153,6 +153,7 @@ def review_trace(
     noise: float,
     variant: str = "four_step",
     num_dropped: int = 0,
+    rewrite: bool = False,
 ) -> str:
     """A reasoning trace for ``example`` in the answer format of ``variant`` ('four_step',
     'single_think' or 'rating_only', as :func:`reczero_jax.data.teacher.teacher_trace`).
@@ -161,7 +162,7 @@ def review_trace(
     rounding (``rng`` is drawn from only when noise > 0); the analysis states what the
     prompt with ``num_dropped`` history entries left out shows (module docstring).
     """
-    midpoint, rating = rule_ratings(example, rng, noise)
+    midpoint, rating = rule_ratings(example, rng, noise, rewrite)
     if variant == "rating_only":
         return format_answer("", "", "", rating, variant)
     user_part, item_part, match = review_analysis(example, num_dropped)

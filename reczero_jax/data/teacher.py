@@ -32,13 +32,21 @@ def teacher_rating(user_avg_rating, item_avg_rating) -> np.ndarray:
     return round_rating((np.asarray(user_avg_rating) + np.asarray(item_avg_rating)) / 2)
 
 
-def rule_ratings(example: Example, rng: np.random.Generator, noise: float) -> tuple[int, int]:
+def rule_ratings(
+    example: Example, rng: np.random.Generator, noise: float, rewrite: bool = False
+) -> tuple[int, int]:
     """(midpoint, rating) of the teachers' rule on ``example``'s two averages: the
     noise-free midpoint, and the traces' rating with N(0, ``noise``) before the rounding
-    (``rng`` is drawn from only when noise > 0)."""
+    (``rng`` is drawn from only when noise > 0).
+
+    ``rewrite``: RecOne's rewrite of a wrong trace (reczero.md: a trace with a wrong rating
+    is written again with the true rating shown to the teacher): a rating that is not
+    ``example.rating`` becomes it. The analysis, a function of the prompt, stays."""
     rule = (example.user_avg_rating + example.item_avg_rating) / 2
     midpoint = int(round_rating(rule))
     rating = int(round_rating(rule + (rng.normal(0.0, noise) if noise > 0 else 0.0)))
+    if rewrite:
+        rating = int(round_rating(example.rating))
     return midpoint, rating
 
 
@@ -97,6 +105,7 @@ def teacher_trace(
     rng: np.random.Generator,
     noise: float,
     variant: str = "four_step",
+    rewrite: bool = False,
 ) -> str:
     """A reasoning trace for ``example`` in the answer format of ``variant``.
 
@@ -105,7 +114,7 @@ def teacher_trace(
     The analysis is a function of the prompt alone (:func:`visible_evidence`; the two
     averages copied as the prompt prints them), so a model can learn to write it.
     """
-    midpoint, rating = rule_ratings(example, rng, noise)
+    midpoint, rating = rule_ratings(example, rng, noise, rewrite)
     if variant == "rating_only":
         return format_answer("", "", "", rating, variant)
     ev = visible_evidence(example, world)

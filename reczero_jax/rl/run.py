@@ -81,8 +81,10 @@ def _traces(s: Settings, data: LoadedData, engine: Engine, train: PromptSet, ini
         # review teacher states what each prompt shows. Both rate by the midpoint of the
         # two averages with data.synthetic.teacher_noise stars of noise.
         noise = s.data.synthetic.teacher_noise
-        found = traces.teacher_traces(train, data.world, s.sft.num_traces, s.seed, noise, eos)
-        stats = {"teacher": "synthetic" if data.world is not None else "review"}
+        found, stats = traces.teacher_traces(
+            train, data.world, s.sft.num_traces, s.seed, noise, eos, s.sft.rewrite_wrong
+        )
+        stats["teacher"] = "synthetic" if data.world is not None else "review"
     elif s.sft.traces == "file":
         found, stats = traces.file_traces(s.sft.traces_path, train, eos)
     else:

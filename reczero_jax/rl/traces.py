@@ -31,10 +31,11 @@ from reczero_jax.data.prompt_set import PromptSet
 from reczero_jax.data.prompts import INSTRUCTIONS, format_inputs, render
 from reczero_jax.data.review_teacher import review_trace
 from reczero_jax.data.synthetic import World
-from reczero_jax.data.teacher import teacher_trace
+from reczero_jax.data.teacher import round_rating, teacher_trace
 from reczero_jax.multihost import to_host
 from reczero_jax.observe import Progress
 from reczero_jax.paths import as_path
+from reczero_jax.rewards.reference import parse
 from reczero_jax.sampling.sampler import GroupSampler
 
 Trace = tuple[list[int], list[int]]
@@ -44,32 +45,42 @@ def encode_response(tokenizer, text: str, eos_id: int) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"]) + [eos_id]
 
 
-def teacher_answer(world: World | None, noise: float, variant: str):
+def teacher_answer(world: World | None, noise: float, variant: str, rewrite: bool = False):
     """``answer(example, rng, num_dropped) -> text``: the synthetic world's teacher, or,
     without a world (real data), the review teacher, whose analysis states what a prompt
     with ``num_dropped`` history entries left out shows. Rating noise ``noise`` stars."""
     if world is not None:
-        return lambda e, rng, num_dropped: teacher_trace(e, world, rng, noise, variant)
-    return lambda e, rng, num_dropped: review_trace(e, rng, noise, variant, num_dropped)
+        return lambda e, rng, num_dropped: teacher_trace(e, world, rng, noise, variant, rewrite)
+    return lambda e, rng, num_dropped: review_trace(e, rng, noise, variant, num_dropped, rewrite)
 
 
 def teacher_traces(
-    train: PromptSet, world: World | None, num: int, seed: int, noise: float, eos_id: int
-) -> list[Trace]:
+    train: PromptSet,
+    world: World | None,
+    num: int,
+    seed: int,
+    noise: float,
+    eos_id: int,
+    rewrite: bool = False,
+) -> tuple[list[Trace], dict]:
     """``num`` random training prompts answered by the teacher of ``world``
-    (:func:`teacher_answer`; rating noise ``noise`` stars)."""
+    (:func:`teacher_answer`; rating noise ``noise`` stars; ``rewrite``: a wrong rating is
+    written again as the true one, RecOne's rewrite) and their statistics:
+    ``rating_right``, the share of traces whose rating is the example's true one."""
     rng = np.random.default_rng([seed, 7])
     idx = rng.choice(len(train), size=min(num, len(train)), replace=False)
-    answer = teacher_answer(world, noise, train.prompt_cfg.variant)
-    out = []
+    answer = teacher_answer(world, noise, train.prompt_cfg.variant, rewrite)
+    out, right = [], 0
     progress = Progress(len(idx), "teacher traces", every=max(1, len(idx) // 4), unit="trace")
     for i in idx:
         prompt = train.prompt(int(i))  # built once: its ids and what it dropped
-        text = answer(train.example(int(i)), rng, prompt.num_history_dropped)
+        example = train.example(int(i))
+        text = answer(example, rng, prompt.num_history_dropped)
+        right += parse(text, train.prompt_cfg.variant).rating == round_rating(example.rating)
         out.append((list(prompt.token_ids), encode_response(train.tokenizer, text, eos_id)))
         progress.update(len(out))
     progress.close()
-    return out
+    return out, {"rating_right": round(right / max(1, len(out)), 4)}
 
 
 def file_traces(path: str, train: PromptSet, eos_id: int) -> tuple[list[Trace], dict[str, int]]:

@@ -157,6 +157,15 @@ def test_noisy_rating_is_the_rule_plus_one_normal_draw(seed):
     assert parsed.rating == midpoint_rule(example.user_avg_rating, example.item_avg_rating, z)
 
 
+@pytest.mark.parametrize("seed", range(len(EXAMPLES)))
+def test_rewrite_rates_the_true_rating(seed):
+    example = EXAMPLES[seed]
+    plain = review_trace(example, np.random.default_rng(seed), 0.7)
+    rewritten = review_trace(example, np.random.default_rng(seed), 0.7, rewrite=True)
+    assert parse(rewritten).rating == example.rating
+    assert plain.split("<rate>")[0] == rewritten.split("<rate>")[0]
+
+
 @pytest.mark.parametrize("variant", ["single_think", "rating_only"])
 def test_other_answer_formats_parse(variant):
     for example in EXAMPLES:
@@ -241,7 +250,7 @@ def test_review_traces_follow_each_prompt_and_its_drops(amazon_examples, tmp_pat
     lengths = [len(build_prompt(e, tokenizer, cfg).token_ids) for e in examples]
     cfg = dataclasses.replace(cfg, max_prompt_tokens=int(np.median(lengths)))
     train = PromptSet(examples, tokenizer, cfg)
-    found = traces.teacher_traces(train, None, 1000, seed=0, noise=0.0, eos_id=7)
+    found, _ = traces.teacher_traces(train, None, 1000, seed=0, noise=0.0, eos_id=7)
     assert len(found) == len(examples)
     by_ids = {tuple(train.ids(i)): i for i in range(len(train))}
     drops = 0

@@ -148,3 +148,17 @@ def test_teacher_match_ends_with_the_rating_its_analysis_points_to():
         assert f"<rate> {midpoint} </rate>" in trace  # the rating ignores the leaning
         differs += leaning != midpoint
     assert differs > 10  # the leaning carries information the rule does not use
+
+
+def test_rewrite_rates_the_true_rating_and_keeps_the_analysis():
+    # RecOne's rewrite: a trace whose rating is wrong is written again with the true rating
+    # shown; the analysis (a function of the prompt) is the same text
+    data = load_data(DataConfig(synthetic=SMALL), splits=("test",))
+    changed = 0
+    for n, e in enumerate(data.examples["test"][:60]):
+        plain = teacher_trace(e, data.world, np.random.default_rng(n), 0.5)
+        rewritten = teacher_trace(e, data.world, np.random.default_rng(n), 0.5, rewrite=True)
+        assert re.search(r"<rate> (\S+) </rate>", rewritten).group(1) == str(int(e.rating))
+        assert plain.split("<rate>")[0] == rewritten.split("<rate>")[0]
+        changed += plain != rewritten
+    assert changed > 10  # the noisy midpoint rule is wrong often: the rewrite is not a no-op

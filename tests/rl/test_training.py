@@ -8,6 +8,7 @@ import dataclasses
 import importlib.util
 import json
 import pathlib
+import re
 
 import jax
 import numpy as np
@@ -144,7 +145,8 @@ def test_trace_sources_and_evaluation(tmp_path):
     engine = build_engine(settings, corpus=lambda: scratch_corpus(data, settings))
     train = PromptSet(data.examples["train"], engine.tokenizer, settings.data.prompt)
     eos = engine.eos_ids[0]
-    teacher = traces.teacher_traces(train, data.world, 16, seed=0, noise=0.5, eos_id=eos)
+    teacher, stats = traces.teacher_traces(train, data.world, 16, seed=0, noise=0.5, eos_id=eos)
+    assert 0 < stats["rating_right"] < 1
     assert len(teacher) == 16 and all(r[-1] == eos for _, r in teacher)
     text = engine.tokenizer.decode(teacher[0][1])
     assert "<analyze user>" in text and "</rate>" in text
@@ -195,14 +197,32 @@ def test_sft_reports_traces_cut_at_max_response_tokens(tmp_path):
     engine = build_engine(settings)  # the workdir's tokenizer
     train = PromptSet(data.examples["train"], engine.tokenizer, settings.data.prompt)
     noise = settings.data.synthetic.teacher_noise
-    found = traces.teacher_traces(train, data.world, 32, 0, noise, engine.eos_ids[0])
+    found, _ = traces.teacher_traces(train, data.world, 32, 0, noise, engine.eos_ids[0])
     assert stats["num"] == 32
     assert stats["cut_at_max_response_tokens"] == sum(len(r) > 16 for _, r in found) > 0
     assert np.isfinite(results["sft_history"][-1]["loss"])
     assert "sft" in results and "grpo" not in results
+    assert stats["rating_right"] < 1  # the teacher's noisy midpoint rule
     # one prompt bucket for the phase: everything compiles during the first step
     compiles = results["compiles"]["sft"]
     assert compiles["first_step"] > 0 and compiles["after_first_step"] == 0
+
+
+def test_sft_rewrite_wrong_reaches_the_traces(tmp_path):
+    settings = tiny_settings(tmp_path, mode="sft")
+    sft = dataclasses.replace(settings.sft, steps=1, rewrite_wrong=True)
+    results = run(dataclasses.replace(settings, sft=sft))
+    assert results["sft_traces"]["rating_right"] == 1.0
+    data = load_data(settings.data)
+    engine = build_engine(settings)  # the workdir's tokenizer
+    train = PromptSet(data.examples["train"], engine.tokenizer, settings.data.prompt)
+    eos = engine.eos_ids[0]
+    found, _ = traces.teacher_traces(train, data.world, 32, 0, 0.5, eos, rewrite=True)
+    idx = {tuple(train.ids(i)): i for i in range(len(train))}
+    for prompt, response in found:
+        text = engine.tokenizer.decode(response[:-1])
+        rating = float(re.search(r"<rate>\s*(\S+)\s*</rate>", text).group(1))
+        assert rating == train.targets_of([idx[tuple(prompt)]])[0]
 
 
 def test_sft_batch_pads_prompts_left_and_cuts_responses():
