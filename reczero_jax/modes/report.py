@@ -51,8 +51,9 @@ PREFERRED_EXAMPLE_MODELS = ("grpo", "sft")  # whose reasonings the report shows,
 SECTIONS = ("analyze user", "analyze item", "match", "rate")
 CONFIG_KEYS = (
     "mode", "seed", "data.source", "model.hf_dir", "sft.steps", "sft.batch_size",
-    "sft.traces", "grpo.steps", "grpo.prompts_per_step", "grpo.num_generations",
-    "grpo.kl_coef", "grpo.reward_preset", "eval.split", "eval.num_examples",
+    "sft.traces", "sft.num_traces", "sft.rewrite_wrong", "grpo.steps",
+    "grpo.prompts_per_step", "grpo.num_generations", "grpo.kl_coef", "grpo.reward_preset",
+    "eval.split", "eval.num_examples",
 )  # fmt: skip
 
 
