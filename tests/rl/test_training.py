@@ -8,7 +8,6 @@ import dataclasses
 import importlib.util
 import json
 import pathlib
-import re
 
 import jax
 import numpy as np
@@ -19,6 +18,7 @@ from reczero_jax.config_parsing import ConfigError
 from reczero_jax.data.loader import load_data
 from reczero_jax.data.prompt_set import PromptSet
 from reczero_jax.engine import build_engine, plan_phase
+from reczero_jax.rewards.reference import parse
 from reczero_jax.rl import traces
 from reczero_jax.rl.evaluation import evaluate
 from reczero_jax.rl.run import reward_function, run, scratch_corpus
@@ -221,8 +221,7 @@ def test_sft_rewrite_wrong_reaches_the_traces(tmp_path):
     idx = {tuple(train.ids(i)): i for i in range(len(train))}
     for prompt, response in found:
         text = engine.tokenizer.decode(response[:-1])
-        rating = float(re.search(r"<rate>\s*(\S+)\s*</rate>", text).group(1))
-        assert rating == train.targets_of([idx[tuple(prompt)]])[0]
+        assert parse(text).rating == train.targets_of([idx[tuple(prompt)]])[0]
 
 
 def test_sft_batch_pads_prompts_left_and_cuts_responses():
