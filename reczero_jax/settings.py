@@ -87,7 +87,12 @@ class ModelSettings:
       tokenizer_dir: tokenizer folder (local or ``gs://``); empty means ``hf_dir``.
       dtype: compute dtype ('float32' or 'bfloat16'); logits are always float32.
       param_dtype: storage dtype of the parameters.
-      remat: activation rematerialisation in training ('none', 'full', 'dots').
+      remat: activation rematerialisation in training ('none', 'full', 'dots'); with
+        'none' the chunked vocabulary projection of the log-probs is not recomputed
+        either (its logits are kept for the backward pass).
+      scan_layers: the training forward loops over the layers (True: compile time flat
+        in depth) or unrolls them (False: faster for shallow models, no stacked
+        activations; compile time grows with depth). Sampling always loops.
     """
 
     hf_dir: str = ""
@@ -95,6 +100,7 @@ class ModelSettings:
     dtype: str = "float32"
     param_dtype: str = "float32"
     remat: str = "none"
+    scan_layers: bool = True
     scratch: ScratchModel = ScratchModel()
 
     def __post_init__(self):

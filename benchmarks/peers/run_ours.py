@@ -37,7 +37,8 @@ def settings_for(spec: dict):
     c.model.tokenizer_dir = spec["tokenizer_dir"]
     c.model.dtype = "float32"
     c.model.param_dtype = "float32"
-    c.model.remat = "none"
+    c.model.remat = "none"  # nothing recomputed: the tiny model's activations are small
+    c.model.scan_layers = False  # 4 layers: the training forward unrolled
     c.mesh.shape = (1, -1, 1)
     c.sampling.max_new_tokens = shape["new_tokens"]
     c.sampling.method = "sample"

@@ -1,10 +1,11 @@
 """The Flax (Linen) decoder: Qwen2/2.5, Qwen3 and Llama 3 in one module.
 
 Layers are stacked with ``nn.scan`` (parameters carry a leading ``layers`` axis), which
-keeps compile time flat in depth. Every parameter and the residual stream carry logical
+keeps compile time flat in depth (``scan_layers=False`` unrolls the loop over the same
+stacked parameters). Every parameter and the residual stream carry logical
 axis names (see :mod:`reczero_jax.sharding`).
 
-Two modes share one parameter tree:
+Three modes share one parameter tree:
 
 * ``mode='full'``: causal attention over whole sequences (training forward, prefill).
   With ``return_kv`` it also returns the keys/values of every layer, [L, B, Hkv, T, Dh],
@@ -18,6 +19,10 @@ Two modes share one parameter tree:
   per-row generated cache (see :func:`attention.shared_prompt_decode_attention`); it
   returns the new token's keys/values [L, N, Hkv, Dh] and leaves writing them to the
   caller, so the scanned layers never copy the cache.
+
+``fused=True`` reads each layer's q/k/v and gate/up projections as one product each, from
+the tree :func:`fuse_projections` builds (the sampler does, once per call); the stored
+tree (checkpoints, Hugging Face mapping, training) keeps them separate.
 """
 
 from __future__ import annotations
@@ -77,6 +82,7 @@ class MLP(nn.Module):
     config: ModelConfig
     dtype: Dtype
     param_dtype: Dtype
+    fused: bool = False  # one 'gate_up_proj' [D, 2, I] (see fuse_projections)
 
     @nn.compact
     def __call__(self, x_btd: jax.Array) -> jax.Array:
@@ -84,18 +90,30 @@ class MLP(nn.Module):
         dense = functools.partial(
             nn.Dense, use_bias=cfg.mlp_bias, dtype=self.dtype, param_dtype=self.param_dtype
         )
-        gate = dense(
-            cfg.intermediate_size,
-            kernel_init=_init(("embed", "mlp")),
-            bias_init=_zeros(("mlp",)),
-            name="gate_proj",
-        )(x_btd)
-        up = dense(
-            cfg.intermediate_size,
-            kernel_init=_init(("embed", "mlp")),
-            bias_init=_zeros(("mlp",)),
-            name="up_proj",
-        )(x_btd)
+        if self.fused:
+            gate_up = nn.DenseGeneral(
+                (2, cfg.intermediate_size),
+                use_bias=cfg.mlp_bias,
+                dtype=self.dtype,
+                param_dtype=self.param_dtype,
+                kernel_init=_init(("embed", None, "mlp")),
+                bias_init=_zeros((None, "mlp")),
+                name="gate_up_proj",
+            )(x_btd)
+            gate, up = gate_up[..., 0, :], gate_up[..., 1, :]
+        else:
+            gate = dense(
+                cfg.intermediate_size,
+                kernel_init=_init(("embed", "mlp")),
+                bias_init=_zeros(("mlp",)),
+                name="gate_proj",
+            )(x_btd)
+            up = dense(
+                cfg.intermediate_size,
+                kernel_init=_init(("embed", "mlp")),
+                bias_init=_zeros(("mlp",)),
+                name="up_proj",
+            )(x_btd)
         h = constrain(nn.silu(gate) * up, "act_batch", "act_length", "act_mlp")
         return dense(
             cfg.hidden_size,
@@ -112,6 +130,7 @@ class Attention(nn.Module):
     dtype: Dtype
     param_dtype: Dtype
     mode: str
+    fused: bool = False  # one 'qkv_proj' [D, Hkv, R + 2, Dh] (see fuse_projections)
 
     @nn.compact
     def __call__(self, x_btd, positions_bt, shared, layer_cache):
@@ -119,6 +138,23 @@ class Attention(nn.Module):
         proj = functools.partial(
             nn.DenseGeneral, axis=-1, dtype=self.dtype, param_dtype=self.param_dtype
         )
+        if self.fused:
+            r = cfg.num_heads // cfg.num_kv_heads
+            qkv = proj(
+                (cfg.num_kv_heads, r + 2, cfg.head_dim),
+                use_bias=cfg.qkv_bias,
+                kernel_init=_init(("embed", "kv_heads", None, "head_dim")),
+                bias_init=_zeros(("kv_heads", None, "head_dim")),
+                name="qkv_proj",
+            )(x_btd)  # [B, T, Hkv, R + 2, Dh]: each KV head's R query heads, its key, value
+            q = qkv[..., :r, :].reshape(*qkv.shape[:2], cfg.num_heads, cfg.head_dim)
+            k, v = qkv[..., r, :], qkv[..., r + 1, :]
+        else:
+            q, k, v = self._separate_qkv(x_btd, proj)
+        return self._attend(q, k, v, positions_bt, shared, layer_cache)
+
+    def _separate_qkv(self, x_btd, proj):
+        cfg = self.config
         q = proj(
             (cfg.num_heads, cfg.head_dim),
             use_bias=cfg.qkv_bias,
@@ -140,6 +176,10 @@ class Attention(nn.Module):
             bias_init=_zeros(("kv_heads", "head_dim")),
             name="v_proj",
         )(x_btd)
+        return q, k, v
+
+    def _attend(self, q, k, v, positions_bt, shared, layer_cache):
+        cfg = self.config
         if cfg.qk_norm:
             norm = functools.partial(
                 RMSNorm, cfg.rms_norm_eps, self.dtype, self.param_dtype, logical_axis="head_dim"
@@ -211,16 +251,17 @@ class Block(nn.Module):
     param_dtype: Dtype
     mode: str
     return_kv: bool
+    fused: bool = False
 
     @nn.compact
     def __call__(self, x_btd, positions_bt, shared, layer_cache):
         cfg = self.config
         norm = functools.partial(RMSNorm, cfg.rms_norm_eps, self.dtype, self.param_dtype)
-        h, new_kv = Attention(cfg, self.dtype, self.param_dtype, self.mode, name="attn")(
-            norm(name="input_norm")(x_btd), positions_bt, shared, layer_cache
-        )
+        h, new_kv = Attention(
+            cfg, self.dtype, self.param_dtype, self.mode, self.fused, name="attn"
+        )(norm(name="input_norm")(x_btd), positions_bt, shared, layer_cache)
         x_btd = x_btd + h
-        x_btd = x_btd + MLP(cfg, self.dtype, self.param_dtype, name="mlp")(
+        x_btd = x_btd + MLP(cfg, self.dtype, self.param_dtype, self.fused, name="mlp")(
             norm(name="post_attn_norm")(x_btd)
         )
         x_btd = constrain(x_btd, "act_batch", "act_length", "act_embed")
@@ -255,6 +296,11 @@ class Decoder(nn.Module):
       mode: 'full' or 'decode' (module docstring).
       return_kv: return the per-layer keys/values.
       output: 'logits' or 'hidden' (final-normed hidden states, for chunked log-probs).
+      fused: read the fused projections of :func:`fuse_projections` ('qkv_proj',
+        'gate_up_proj') instead of q/k/v and gate/up.
+      scan_layers: run the layers in a loop (compile time flat in depth); False unrolls
+        them (same parameters): no per-layer slicing of the stacked weights and no
+        stacked residual buffers, faster for shallow models, compile time linear in depth.
     """
 
     config: ModelConfig
@@ -264,6 +310,8 @@ class Decoder(nn.Module):
     mode: str = "full"
     return_kv: bool = False
     output: str = "logits"
+    fused: bool = False
+    scan_layers: bool = True
 
     @nn.compact
     def __call__(self, tokens_bt, positions_bt, shared, cache=None):
@@ -305,8 +353,9 @@ class Decoder(nn.Module):
             split_rngs={"params": True},
             in_axes=(nn.broadcast, nn.broadcast, 0),
             length=cfg.num_layers,
+            unroll=not self.scan_layers,
             metadata_params={nn.PARTITION_NAME: "layers"},
-        )(cfg, self.dtype, self.param_dtype, self.mode, self.return_kv, name="layers")
+        )(cfg, self.dtype, self.param_dtype, self.mode, self.return_kv, self.fused, name="layers")
         x, kv = layers(x, positions_bt, shared, cache if cache is not None else {})
         x = RMSNorm(cfg.rms_norm_eps, self.dtype, self.param_dtype, name="final_norm")(x)
         if self.output == "hidden":
@@ -333,6 +382,40 @@ class LMHead(nn.Module):
             (self.config.hidden_size, self.config.vocab_size),
             self.param_dtype,
         )
+
+
+def fuse_projections(params, config: ModelConfig):
+    """The parameter tree with each layer's q/k/v and gate/up projections fused, for
+    ``Decoder(fused=True)``: three (two) matrix products per layer become one.
+
+    ``attn/qkv_proj`` kernel [L, D, Hkv, R + 2, Dh] (R = Hq / Hkv): for each KV head, its
+    R query heads, then its key and its value, so sharding the KV-head axis keeps every
+    group on one device; ``mlp/gate_up_proj`` kernel [L, D, 2, I]. Biases alike. Every
+    output column is the same dot product as before. A new tree (the inputs are copied
+    once); other leaves are shared.
+    """
+    hkv, dh = config.num_kv_heads, config.head_dim
+    r = config.num_heads // hkv
+    attn, mlp = dict(params["layers"]["attn"]), dict(params["layers"]["mlp"])
+    q, k, v = attn.pop("q_proj"), attn.pop("k_proj"), attn.pop("v_proj")
+
+    def heads(x, n):  # [..., H, Dh] -> [..., Hkv, n, Dh]
+        return x.reshape(*x.shape[:-2], hkv, n, dh)
+
+    axes = {"kernel": ("layers", "embed"), "bias": ("layers",)}
+    attn["qkv_proj"] = {
+        name: constrain(
+            jnp.concatenate([heads(q[name], r), heads(k[name], 1), heads(v[name], 1)], -2),
+            *axes[name], "kv_heads", None, "head_dim",
+        )
+        for name in q
+    }  # fmt: skip
+    gate, up = mlp.pop("gate_proj"), mlp.pop("up_proj")
+    mlp["gate_up_proj"] = {
+        name: constrain(jnp.stack([gate[name], up[name]], axis=-2), *axes[name], None, "mlp")
+        for name in gate
+    }
+    return {**params, "layers": {**params["layers"], "attn": attn, "mlp": mlp}}
 
 
 # ------------------------------------------------------------------ functional helpers

@@ -64,6 +64,7 @@ class Forward:
     remat: str = "none"
     temperature: float = 1.0
     chunk: int = 64  # response positions per chunk of the vocabulary projection
+    scan_layers: bool = True
 
     def __call__(self, params, batch) -> tuple[jax.Array, jax.Array]:
         b, g, t = batch.resp.shape
@@ -72,17 +73,27 @@ class Forward:
             batch.prompt, batch.prompt_valid, batch.resp, batch.resp_mask
         )
         model = Decoder(
-            self.config, dtype=self.dtype, remat=self.remat, mode="grouped", output="hidden"
+            self.config,
+            dtype=self.dtype,
+            remat=self.remat,
+            mode="grouped",
+            output="hidden",
+            scan_layers=self.scan_layers,
         )
         hidden, _ = model.apply({"params": params}, tokens, positions, shared)
         h = response_hidden(hidden, p, g, t)  # [B, G, T, D]
         kernel = lm_head_kernel(params, self.config)
-        return token_logprobs(h, kernel, batch.resp, self.temperature, self.chunk, self.dtype)
+        # remat 'none' recomputes nothing, the vocabulary projection included
+        return token_logprobs(
+            h, kernel, batch.resp, self.temperature, self.chunk, self.dtype, self.remat != "none"
+        )
 
 
 def training_forward(model: ModelSettings, config: ModelConfig, temperature: float) -> Forward:
-    """The training forward of the ``model`` section (compute dtype, remat)."""
-    return Forward(config, DTYPES[model.dtype], model.remat, temperature)
+    """The training forward of the ``model`` section (compute dtype, remat, layer loop)."""
+    return Forward(
+        config, DTYPES[model.dtype], model.remat, temperature, scan_layers=model.scan_layers
+    )
 
 
 def _rows(mask_bgt: jax.Array) -> jax.Array:

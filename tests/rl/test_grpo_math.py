@@ -80,13 +80,14 @@ def test_aggregations():
     assert out["dr_grpo"] == pytest.approx(10 / 6)
 
 
+@pytest.mark.parametrize("remat", [True, False])
 @pytest.mark.parametrize("chunk", [1, 3, 8, 64])
-def test_chunked_logprobs_equal_dense(chunk):
+def test_chunked_logprobs_equal_dense(chunk, remat):
     rng = np.random.default_rng(0)
     h = jnp.asarray(rng.normal(size=(2, 3, 7, 16)), jnp.float32)
     w = jnp.asarray(rng.normal(size=(16, 50)), jnp.float32)
     y = jnp.asarray(rng.integers(0, 50, (2, 3, 7)))
-    logp, ent = token_logprobs(h, w, y, temperature=0.7, chunk=chunk)
+    logp, ent = token_logprobs(h, w, y, temperature=0.7, chunk=chunk, remat=remat)
     logits = (np.asarray(h) @ np.asarray(w)) / 0.7
     ref = jax.nn.log_softmax(logits, -1)
     np.testing.assert_allclose(
@@ -96,8 +97,8 @@ def test_chunked_logprobs_equal_dense(chunk):
     )
     p = np.exp(np.asarray(ref))
     np.testing.assert_allclose(np.asarray(ent), -(p * np.asarray(ref)).sum(-1), atol=1e-4)
-    # gradients flow through the rematerialised chunks
-    g = jax.grad(lambda hh: token_logprobs(hh, w, y, 0.7, chunk)[0].sum())(h)
+    # gradients flow through the chunks, rematerialised or stored
+    g = jax.grad(lambda hh: token_logprobs(hh, w, y, 0.7, chunk, remat=remat)[0].sum())(h)
     g_ref = jax.grad(
         lambda hh: jnp.take_along_axis(jax.nn.log_softmax(hh @ w / 0.7, -1), y[..., None], -1).sum()
     )(h)
