@@ -31,9 +31,8 @@ Variants (all go through ``rl.step.jit_train_step`` / ``train_step`` with a
 ``GRPOObjective``; only the forward differs):
 
 * ``ours``: ``rl.objectives.Forward``: each prompt once per group
-  (``Decoder(mode='grouped')``, [B, P + G*T]) and log-probs from chunked vocabulary
-  projections (``rl.logprobs.token_logprobs``, 64 positions per chunk; with remat 'full'
-  each chunk's logits are recomputed in the backward pass, with 'none' they are kept).
+  (``Decoder(mode='grouped')``, [B, P + G*T]) and log-probs from chunked, rematerialised
+  vocabulary projections (``rl.logprobs.token_logprobs``, 64 positions per chunk).
 * ``naive``: :class:`NaiveForward`: every prompt repeated G times, ``Decoder(mode='full')``
   over [B*G, P + T], then full float32 logits [B*G, T, V] and ``log_softmax``.
 

@@ -87,9 +87,11 @@ class ModelSettings:
       tokenizer_dir: tokenizer folder (local or ``gs://``); empty means ``hf_dir``.
       dtype: compute dtype ('float32' or 'bfloat16'); logits are always float32.
       param_dtype: storage dtype of the parameters.
-      remat: activation rematerialisation in training ('none', 'full', 'dots'); with
-        'none' the chunked vocabulary projection of the log-probs is not recomputed
-        either (its logits are kept for the backward pass).
+      remat: activation rematerialisation in training ('none', 'full', 'dots').
+      logits_remat: the training forward's chunked log-probs recompute each chunk's
+        logits in the backward pass (True: O(rows x chunk x vocab) memory) or keep them
+        (False: one fewer [tokens, D] x [D, V] product, O(rows x T x vocab) memory; for
+        small vocabularies and batches).
       scan_layers: the training forward loops over the layers (True: compile time flat
         in depth) or unrolls them (False: faster for shallow models, no stacked
         activations; compile time grows with depth). Sampling always loops.
@@ -101,6 +103,7 @@ class ModelSettings:
     param_dtype: str = "float32"
     remat: str = "none"
     scan_layers: bool = True
+    logits_remat: bool = True
     scratch: ScratchModel = ScratchModel()
 
     def __post_init__(self):

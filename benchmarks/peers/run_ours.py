@@ -37,8 +37,11 @@ def settings_for(spec: dict):
     c.model.tokenizer_dir = spec["tokenizer_dir"]
     c.model.dtype = "float32"
     c.model.param_dtype = "float32"
-    c.model.remat = "none"  # nothing recomputed: the tiny model's activations are small
-    c.model.scan_layers = False  # 4 layers: the training forward unrolled
+    # Nothing recomputed (the tiny model's activations and [rows, T, 4096] logits are
+    # small) and its 4 layers unrolled in the training forward (README: benchmarks).
+    c.model.remat = "none"
+    c.model.logits_remat = False
+    c.model.scan_layers = False
     c.mesh.shape = (1, -1, 1)
     c.sampling.max_new_tokens = shape["new_tokens"]
     c.sampling.method = "sample"

@@ -65,6 +65,7 @@ class Forward:
     temperature: float = 1.0
     chunk: int = 64  # response positions per chunk of the vocabulary projection
     scan_layers: bool = True
+    logits_remat: bool = True  # recompute each chunk's logits in the backward pass
 
     def __call__(self, params, batch) -> tuple[jax.Array, jax.Array]:
         b, g, t = batch.resp.shape
@@ -83,16 +84,21 @@ class Forward:
         hidden, _ = model.apply({"params": params}, tokens, positions, shared)
         h = response_hidden(hidden, p, g, t)  # [B, G, T, D]
         kernel = lm_head_kernel(params, self.config)
-        # remat 'none' recomputes nothing, the vocabulary projection included
         return token_logprobs(
-            h, kernel, batch.resp, self.temperature, self.chunk, self.dtype, self.remat != "none"
+            h, kernel, batch.resp, self.temperature, self.chunk, self.dtype, self.logits_remat
         )
 
 
 def training_forward(model: ModelSettings, config: ModelConfig, temperature: float) -> Forward:
-    """The training forward of the ``model`` section (compute dtype, remat, layer loop)."""
+    """The training forward of the ``model`` section (compute dtype, remat, layer loop,
+    log-prob chunks)."""
     return Forward(
-        config, DTYPES[model.dtype], model.remat, temperature, scan_layers=model.scan_layers
+        config,
+        DTYPES[model.dtype],
+        model.remat,
+        temperature,
+        scan_layers=model.scan_layers,
+        logits_remat=model.logits_remat,
     )
 
 

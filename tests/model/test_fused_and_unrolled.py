@@ -135,10 +135,13 @@ def test_unrolled_training_forward_equals_the_scanned_one(remat):
 
 
 def test_model_settings_reach_the_training_forward():
-    model = ModelSettings(remat="full", scan_layers=False)
+    model = ModelSettings(remat="full", scan_layers=False, logits_remat=False)
     fwd = training_forward(model, CONFIGS["qwen2_gqa"], 0.5)
-    assert (fwd.remat, fwd.scan_layers, fwd.temperature) == ("full", False, 0.5)
-    assert training_forward(ModelSettings(), CONFIGS["qwen2_gqa"], 1.0).scan_layers is True
+    assert (fwd.remat, fwd.scan_layers, fwd.logits_remat, fwd.temperature) == (
+        "full", False, False, 0.5,
+    )  # fmt: skip
+    default = training_forward(ModelSettings(), CONFIGS["qwen2_gqa"], 1.0)
+    assert default.scan_layers is True and default.logits_remat is True
 
 
 @dataclasses.dataclass
