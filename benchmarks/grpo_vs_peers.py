@@ -309,7 +309,7 @@ def _version(name: str) -> str | None:
 
 def summarize(spec: dict, results: dict, skipped: dict) -> dict:
     """The final JSON: per system its median / min step, phases, peak memory, parity,
-    versions; the speedups of ours over each peer; the shape."""
+    versions; ours' non-default settings; the speedups of ours over each peer; the shape."""
     shape = spec["shape"]
     out: dict = {
         "benchmark": "grpo_step_vs_peers",
@@ -340,6 +340,7 @@ def summarize(spec: dict, results: dict, skipped: dict) -> dict:
         versions[system] = r.get("versions")
         load[system] = r.get("loadavg_1min")
     out["ours_rollout_tokens_per_s"] = (results.get("ours") or {}).get("rollout_tokens_per_s")
+    out["ours_settings"] = (results.get("ours") or {}).get("settings")
     ours = out["ours_step_s"]
     for peer in ("trl", "tunix"):
         theirs = out[f"{peer}_step_s"]

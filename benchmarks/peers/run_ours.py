@@ -168,6 +168,12 @@ def main() -> int:
         "parity_max_abs_diff": diff,
         "compiles": sampler.compiles,
         "rollout_tokens": b * g * t,
+        # the settings that differ from the project's defaults (README: benchmarks)
+        "settings": {
+            "model.remat": settings.model.remat,
+            "model.logits_remat": settings.model.logits_remat,
+            "model.scan_layers": settings.model.scan_layers,
+        },
         **summary,
     }
     if "generate_s" in summary:

@@ -125,6 +125,9 @@ def test_our_step_at_the_micro_shape_prints_the_json_line():
     assert result["trl_step_s"] is None and result["tunix_step_s"] is None
     assert result["speedup_vs_trl"] is None and result["speedup_vs_tunix"] is None
     assert set(result["skipped"]) == {"trl", "tunix"}
+    assert result["ours_settings"] == {
+        "model.remat": "none", "model.logits_remat": False, "model.scan_layers": False,
+    }  # fmt: skip
 
 
 def test_tunix_without_its_python_is_skipped_with_the_venv_command(bench):
