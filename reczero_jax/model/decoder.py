@@ -55,6 +55,12 @@ def _zeros(logical_axes: tuple[str | None, ...]):
     return nn.with_logical_partitioning(nn.initializers.zeros_init(), logical_axes)
 
 
+# Output axes of the fused projections, shared by Decoder(fused=True) and fuse_projections:
+# qkv_proj [..., Hkv, R + 2, Dh] and gate_up_proj [..., 2, I].
+QKV_AXES = ("kv_heads", None, "head_dim")
+GATE_UP_AXES = (None, "mlp")
+
+
 class RMSNorm(nn.Module):
     """y = x / sqrt(mean(x^2) + eps) * scale, normalised in float32 like transformers."""
 
@@ -96,8 +102,8 @@ class MLP(nn.Module):
                 use_bias=cfg.mlp_bias,
                 dtype=self.dtype,
                 param_dtype=self.param_dtype,
-                kernel_init=_init(("embed", None, "mlp")),
-                bias_init=_zeros((None, "mlp")),
+                kernel_init=_init(("embed", *GATE_UP_AXES)),
+                bias_init=_zeros(GATE_UP_AXES),
                 name="gate_up_proj",
             )(x_btd)
             gate, up = gate_up[..., 0, :], gate_up[..., 1, :]
@@ -143,8 +149,8 @@ class Attention(nn.Module):
             qkv = proj(
                 (cfg.num_kv_heads, r + 2, cfg.head_dim),
                 use_bias=cfg.qkv_bias,
-                kernel_init=_init(("embed", "kv_heads", None, "head_dim")),
-                bias_init=_zeros(("kv_heads", None, "head_dim")),
+                kernel_init=_init(("embed", *QKV_AXES)),
+                bias_init=_zeros(QKV_AXES),
                 name="qkv_proj",
             )(x_btd)  # [B, T, Hkv, R + 2, Dh]: each KV head's R query heads, its key, value
             q = qkv[..., :r, :].reshape(*qkv.shape[:2], cfg.num_heads, cfg.head_dim)
@@ -293,7 +299,7 @@ class Decoder(nn.Module):
       dtype: compute dtype (float32 or bfloat16); logits are always float32.
       param_dtype: storage dtype of the parameters.
       remat: 'none', 'full' or 'dots' (see REMAT_POLICIES).
-      mode: 'full' or 'decode' (module docstring).
+      mode: 'full', 'grouped' or 'decode' (module docstring).
       return_kv: return the per-layer keys/values.
       output: 'logits' or 'hidden' (final-normed hidden states, for chunked log-probs).
       fused: read the fused projections of :func:`fuse_projections` ('qkv_proj',
@@ -406,13 +412,13 @@ def fuse_projections(params, config: ModelConfig):
     attn["qkv_proj"] = {
         name: constrain(
             jnp.concatenate([heads(q[name], r), heads(k[name], 1), heads(v[name], 1)], -2),
-            *axes[name], "kv_heads", None, "head_dim",
+            *axes[name], *QKV_AXES,
         )
         for name in q
     }  # fmt: skip
     gate, up = mlp.pop("gate_proj"), mlp.pop("up_proj")
     mlp["gate_up_proj"] = {
-        name: constrain(jnp.stack([gate[name], up[name]], axis=-2), *axes[name], None, "mlp")
+        name: constrain(jnp.stack([gate[name], up[name]], axis=-2), *axes[name], *GATE_UP_AXES)
         for name in gate
     }
     return {**params, "layers": {**params["layers"], "attn": attn, "mlp": mlp}}
