@@ -11,8 +11,10 @@ and prefills every copy; ours prefills each prompt once.
 
 qwen2.5-1.5b mode: the shapes of ``../shared/tokenizers/qwen2.5/config.json`` (or built-in
 copies of them), random bf16 weights, batch >= 64 rows; reports decode tokens/s and the
-fraction of the HBM-bandwidth roofline: (bytes of weights + KV cache read per decode step)
-/ step time / peak bandwidth.
+fraction of the HBM-bandwidth roofline: (the fewest bytes a decode step must read: every
+weight once, each prompt's cache once, each row's generated cache so far) / step time /
+peak bandwidth (the datasheet's; ``--measure_peak`` also times a 4 GiB
+elementwise pass on the device, bytes read + written, and reports the fraction of that).
 
 The LAST line printed is one JSON object.
 """
@@ -61,12 +63,17 @@ def _time_sampler(sampler, params, prompts, g, repeats):
     return best, out
 
 
-def _ours(config, params, mesh, prompts, g, new_tokens, dtype, repeats):
+def _ours(config, params, mesh, prompts, g, new_tokens, dtype, repeats, unroll=False):
     """(seconds for the whole call, decode step seconds, generated tokens, compiles)."""
 
     def sampler(n):
         spec = SamplerSpec(
-            max_new_tokens=n, method=Sampling(1.0), eos_ids=(), pad_id=0, buckets=(len(prompts[0]),)
+            max_new_tokens=n,
+            method=Sampling(1.0),
+            eos_ids=(),
+            pad_id=0,
+            buckets=(len(prompts[0]),),
+            unroll_layers=unroll,
         )
         return GroupSampler(config, mesh, spec, dtype=dtype)
 
@@ -174,6 +181,20 @@ def _peak_bandwidth(kind: str, override: float) -> float | None:
     return None
 
 
+def measured_copy_bandwidth(gib: float = 4.0, repeats: int = 10) -> float:
+    """Bytes/s (read + written) of an elementwise pass over a ``gib`` GiB bfloat16 array on
+    the default device (median of ``repeats`` after a warm-up)."""
+    x = jnp.ones((int(gib * (1 << 30)) // 2,), jnp.bfloat16)
+    bump = jax.jit(lambda a: a + 1)
+    bump(x).block_until_ready()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        bump(x).block_until_ready()
+        times.append(time.perf_counter() - start)
+    return 2.0 * x.size * 2 / sorted(times)[len(times) // 2]
+
+
 def run_real_shapes(args) -> dict:
     shared = pathlib.Path(__file__).resolve().parents[2] / "shared/tokenizers/qwen2.5/config.json"
     config = (
@@ -182,28 +203,40 @@ def run_real_shapes(args) -> dict:
         else ModelConfig(**SHAPES["qwen2.5-1.5b"])
     )
     mesh = sharding.make_mesh((1, -1, 1))
-    params = init_params(config, mesh, sharding.SAMPLE_RULES, jax.random.key(0), jnp.bfloat16)
+    dtype = jnp.dtype(args.dtype)
+    params = init_params(config, mesh, sharding.SAMPLE_RULES, jax.random.key(0), dtype)
     rng = np.random.default_rng(0)
     prompts = rng.integers(1, config.vocab_size, (args.batch, args.prompt_len)).tolist()
     seconds, step_s, tokens, compiles, prefill_s = _ours(
-        config, params, mesh, prompts, args.samples, args.new_tokens, jnp.bfloat16, args.repeats
+        config,
+        params,
+        mesh,
+        prompts,
+        args.samples,
+        args.new_tokens,
+        dtype,
+        args.repeats,
+        args.unroll_layers,
     )
     rows = args.batch * args.samples
     weight_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(params))
-    kv_per_token = 2 * config.num_layers * config.num_kv_heads * config.head_dim * 2  # bf16
-    # Per decode step: every weight once, the prompt cache once per PROMPT (shared by its G
-    # samples), and each row's generated cache (on average half the generation length;
-    # the attention reads the whole preallocated cache slab, counted here as written).
-    kv_bytes = kv_per_token * (args.batch * args.prompt_len + rows * args.new_tokens)
+    kv_per_token = 2 * config.num_layers * config.num_kv_heads * config.head_dim * dtype.itemsize
+    # The fewest bytes a decode step must read: every weight once, the prompt cache once per
+    # PROMPT (shared by its G samples) and each row's generated cache so far (on average
+    # (new_tokens - 1) / 2 tokens). Our attention reads the whole preallocated slab of
+    # new_tokens slots per row; the roofline is taken over the needed bytes only.
+    kv_bytes = kv_per_token * (args.batch * args.prompt_len + rows * (args.new_tokens - 1) / 2)
+    kv_bytes = int(kv_bytes)
     step_bytes = weight_bytes + kv_bytes
     kind = jax.devices()[0].device_kind
     peak = _peak_bandwidth(kind, args.peak_bw)
-    return {
-        "shapes": "qwen2.5-1.5b (random bf16 weights)",
+    out = {
+        "shapes": f"qwen2.5-1.5b (random {args.dtype} weights)",
         "device": kind,
         "batch_prompts": args.batch,
         "samples_per_prompt": args.samples,
         "rows": rows,
+        "unroll_layers": args.unroll_layers,
         "prompt_len": args.prompt_len,
         "new_tokens": args.new_tokens,
         "ours_tokens_per_s": round(tokens / seconds, 1),
@@ -217,6 +250,11 @@ def run_real_shapes(args) -> dict:
         "peak_hbm_bytes_per_s": peak,
         "compiles": compiles,
     }
+    if args.measure_peak:
+        measured = measured_copy_bandwidth()
+        out["measured_copy_bytes_per_s"] = round(measured, 1)
+        out["roofline_fraction_vs_measured"] = round(step_bytes / step_s / measured, 3)
+    return out
 
 
 def main(argv=None) -> int:
@@ -228,6 +266,18 @@ def main(argv=None) -> int:
     parser.add_argument("--new_tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--peak_bw", type=float, default=0.0, help="bytes/s (default: by GPU)")
+    parser.add_argument(
+        "--dtype",
+        default="bfloat16",
+        choices=("bfloat16", "float32"),
+        help="weights, compute and KV cache in qwen2.5-1.5b mode (float32 runs on CPU)",
+    )
+    parser.add_argument(
+        "--unroll_layers", action="store_true", help="decode steps unroll the layer loop"
+    )
+    parser.add_argument(
+        "--measure_peak", action="store_true", help="also time a 4 GiB copy on the device"
+    )
     args = parser.parse_args(argv)
     if args.shapes == "tiny":
         args.batch = args.batch or 4

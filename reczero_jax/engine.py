@@ -210,6 +210,7 @@ def sampler_spec(
         eos_ids=tuple(eos_ids),
         pad_id=pad_id,
         buckets=sampling.prompt_buckets,
+        unroll_layers=sampling.unroll_layers,
     )
 
 
@@ -218,6 +219,16 @@ def build_mesh(settings: Settings) -> Mesh:
         return sharding.make_mesh(settings.mesh.shape)
     except sharding.ShardingError as e:
         raise ConfigError(f"config.mesh.shape: {e}") from None
+
+
+def check_attention_kernel(settings: Settings, mesh: Mesh) -> None:
+    """``model.attention='cudnn'`` needs the mesh's devices to be NVIDIA GPUs."""
+    platforms = {d.platform for d in mesh.devices.flat}
+    if settings.model.attention == "cudnn" and platforms != {"gpu"}:
+        raise ConfigError(
+            f"config.model.attention: 'cudnn' runs on NVIDIA GPUs only, but this run's devices "
+            f"are {sorted(platforms)}; use model.attention='einsum'"
+        )
 
 
 def check_mesh_fits_model(mesh: Mesh, config: ModelConfig) -> None:
@@ -278,6 +289,7 @@ def build_engine(settings: Settings, corpus: Callable[[], list[str]] | None = No
     when it is empty; ``corpus`` gives the texts a scratch model's tokenizer is trained on.
     """
     mesh = build_mesh(settings)
+    check_attention_kernel(settings, mesh)
     hf_dir = paths.as_path(settings.model.hf_dir) if settings.model.hf_dir else None
     tokenizer_dir = _tokenizer_dir(settings, corpus)
     tokenizer = load_tokenizer(tokenizer_dir)

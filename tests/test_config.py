@@ -50,6 +50,11 @@ def test_defaults_round_trip():
         (lambda c: setattr(c.sampling, "top_p", 1.5), r"config\.sampling\.top_p: must be in"),
         (lambda c: setattr(c, "mode", "train"), r"config\.mode: must be one of"),
         (lambda c: setattr(c.model, "dtype", "float16"), r"config\.model\.dtype"),
+        (lambda c: setattr(c.model, "attention", "flash"), r"config\.model\.attention: must be"),
+        (
+            lambda c: setattr(c.model, "attention", "cudnn"),
+            r"config\.model\.attention: 'cudnn' needs model\.dtype='bfloat16'",
+        ),
         (lambda c: setattr(c.sampling, "prompt_buckets", (128, 64)), r"prompt_buckets"),
         (lambda c: setattr(c.mesh, "shape", (-1, -1, 1)), r"config\.mesh\.shape"),
         (lambda c: setattr(c.data.synthetic, "noise", -1.0), r"config\.data\.synthetic"),
@@ -130,6 +135,20 @@ def _training(mode="recone", workdir="/tmp/unused", **sections):
         (
             _training(sft={"traces": "self", "rewrite_wrong": True}),
             r"config\.sft\.rewrite_wrong: applies to sft\.traces='teacher' only",
+        ),
+        # cuDNN's masked fused attention: even lengths
+        (
+            _training(
+                model={"dtype": "bfloat16", "attention": "cudnn"}, sampling={"max_new_tokens": 63}
+            ),
+            r"config\.sampling\.max_new_tokens: model\.attention='cudnn' trains on even .*63",
+        ),
+        (
+            _training(
+                model={"dtype": "bfloat16", "attention": "cudnn"},
+                sampling={"prompt_buckets": (64, 127)},
+            ),
+            r"config\.sampling\.prompt_buckets: .*\(64, 127\)",
         ),
         # a mode's required keys
         (_training(mode="eval"), r"config\.checkpoint\.resume_from: mode 'eval' evaluates"),

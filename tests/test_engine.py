@@ -65,3 +65,13 @@ def test_scratch_engine_trains_its_tokenizer_on_the_corpus_once(tmp_path):
     assert calls == [1]
     sampler = engine.sampler(greedy=True, max_new_tokens=5)
     assert sampler.spec.max_new_tokens == 5 and sampler.spec.method.temperature == 1.0
+
+
+def test_cudnn_attention_on_cpu_is_a_clear_config_error(tmp_path):
+    config = default_config()
+    config.workdir = str(tmp_path)
+    config.model.dtype = "bfloat16"
+    config.model.attention = "cudnn"
+    settings = load_settings(config)  # valid as a config; the devices decide
+    with pytest.raises(ConfigError, match=r"config\.model\.attention: 'cudnn' runs on NVIDIA"):
+        build_engine(settings)

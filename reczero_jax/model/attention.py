@@ -14,6 +14,13 @@ import jax.numpy as jnp
 _NEG = -1e30  # additive mask value; finite so fully-masked rows stay NaN-free
 
 
+# The training attention's kernels: 'einsum' (this module's batched products, any backend)
+# or 'cudnn' (cuDNN's fused attention through jax.nn.dot_product_attention; NVIDIA GPUs,
+# bfloat16). KERNEL_IMPLEMENTATION maps each non-einsum kernel to the implementation
+# argument of jax.nn.dot_product_attention.
+KERNELS = ("einsum", "cudnn")
+KERNEL_IMPLEMENTATION = {"cudnn": "cudnn"}
+
 QUERY_BLOCK = 128  # query positions per block of the causal attention (at least)
 MAX_QUERY_BLOCKS = 8  # longer sequences get longer blocks
 
@@ -210,3 +217,72 @@ def grouped_response_attention(
     ).reshape(b, hkv, g, r, t, dh)
     # [B, Hkv, G, R, T, D] -> [B, G, T, Hq, D]
     return out.transpose(0, 2, 4, 1, 3, 5).reshape(b, g, t, hq, dh).astype(dtype)
+
+
+# ---- the same two training attentions through jax.nn.dot_product_attention --------------
+#
+# ``implementation='cudnn'`` runs cuDNN's fused (flash) attention on NVIDIA GPUs: no score
+# matrix is written to memory. It needs bfloat16 or float16 inputs and a head width that is
+# a multiple of 8 (at most 256 on Hopper). ``'xla'`` runs JAX's reference implementation of
+# the same call on any backend (the tests use it to check the formulation on CPU).
+
+
+def causal_attention_dpa(
+    q_bthd: jax.Array,
+    k_bskd: jax.Array,
+    v_bskd: jax.Array,
+    key_valid_bs: jax.Array,
+    implementation: str,
+) -> jax.Array:
+    """:func:`causal_attention`'s contract through ``jax.nn.dot_product_attention``:
+    causal by index, left padding as a key mask. Rows whose query sits on padding (no
+    valid key at or before it) are undefined, as in :func:`causal_attention`."""
+    b, t = key_valid_bs.shape
+    mask = jnp.broadcast_to(key_valid_bs[:, None, None, :], (b, 1, t, t))
+    out = jax.nn.dot_product_attention(
+        q_bthd, k_bskd, v_bskd, mask=mask, is_causal=True, implementation=implementation
+    )
+    return out.astype(v_bskd.dtype)
+
+
+def grouped_response_attention_dpa(
+    q_bgtkd: jax.Array,
+    k_bgtkd: jax.Array,
+    v_bgtkd: jax.Array,
+    prompt_k_bpkd: jax.Array,
+    prompt_v_bpkd: jax.Array,
+    prompt_valid_bp: jax.Array,
+    resp_valid_bgt: jax.Array,
+    implementation: str,
+) -> jax.Array:
+    """:func:`grouped_response_attention`'s contract through ``jax.nn.dot_product_attention``.
+
+    Each of the B * G answers becomes one attention over P + T keys: its prompt's keys and
+    values (broadcast to the G answers: [B*G, P, Hkv, Dh], small next to the scores the
+    fused kernel never writes; their gradients are summed back over G) followed by its own,
+    under the mask "a real prompt token, or an own real token at or before the query".
+    """
+    b, g, t, hq, dh = q_bgtkd.shape
+    hkv = k_bgtkd.shape[3]
+    p = prompt_k_bpkd.shape[1]
+
+    def keys(prompt_bpkd, own_bgtkd):
+        shared = jnp.broadcast_to(prompt_bpkd[:, None], (b, g, p, hkv, dh))
+        return jnp.concatenate([shared, own_bgtkd], axis=2).reshape(b * g, p + t, hkv, dh)
+
+    causal = jnp.tril(jnp.ones((t, t), dtype=bool))
+    mask = jnp.concatenate(
+        [
+            jnp.broadcast_to(prompt_valid_bp[:, None, None, :], (b, g, t, p)),
+            causal[None, None] & resp_valid_bgt[:, :, None, :],
+        ],
+        axis=-1,
+    ).reshape(b * g, 1, t, p + t)
+    out = jax.nn.dot_product_attention(
+        q_bgtkd.reshape(b * g, t, hq, dh),
+        keys(prompt_k_bpkd, k_bgtkd),
+        keys(prompt_v_bpkd, v_bgtkd),
+        mask=mask,
+        implementation=implementation,
+    )
+    return out.reshape(b, g, t, hq, dh).astype(v_bgtkd.dtype)

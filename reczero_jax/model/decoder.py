@@ -137,6 +137,7 @@ class Attention(nn.Module):
     param_dtype: Dtype
     mode: str
     fused: bool = False  # one 'qkv_proj' [D, Hkv, R + 2, Dh] (see fuse_projections)
+    attention: str = "einsum"  # full / grouped modes' kernel: one of attention.KERNELS
 
     @nn.compact
     def __call__(self, x_btd, positions_bt, shared, layer_cache):
@@ -199,13 +200,21 @@ class Attention(nn.Module):
         k = constrain(k, "act_batch", "act_length", "act_kv_heads", None)
         v = constrain(v, "act_batch", "act_length", "act_kv_heads", None)
 
+        if self.attention == "einsum":
+            causal, grouped = attention.causal_attention, attention.grouped_response_attention
+        else:
+            impl = attention.KERNEL_IMPLEMENTATION[self.attention]
+            causal = functools.partial(attention.causal_attention_dpa, implementation=impl)
+            grouped = functools.partial(
+                attention.grouped_response_attention_dpa, implementation=impl
+            )
         if self.mode == "full":
-            out = attention.causal_attention(q, k, v, shared["key_valid"])
+            out = causal(q, k, v, shared["key_valid"])
             new_kv = (k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3))  # [B, Hkv, T, Dh]
         elif self.mode == "grouped":  # [B, P + G*T]: a prompt, then its G responses
             b, p = shared["prompt_valid"].shape
             g, t = shared["resp_valid"].shape[1:]
-            resp = attention.grouped_response_attention(
+            resp = grouped(
                 q[:, p:].reshape(b, g, t, *q.shape[2:]),
                 k[:, p:].reshape(b, g, t, *k.shape[2:]),
                 v[:, p:].reshape(b, g, t, *v.shape[2:]),
@@ -216,9 +225,7 @@ class Attention(nn.Module):
             )
             out = jnp.concatenate(
                 [
-                    attention.causal_attention(
-                        q[:, :p], k[:, :p], v[:, :p], shared["prompt_valid"]
-                    ),
+                    causal(q[:, :p], k[:, :p], v[:, :p], shared["prompt_valid"]),
                     resp.reshape(b, g * t, *resp.shape[3:]),
                 ],
                 axis=1,
@@ -258,13 +265,14 @@ class Block(nn.Module):
     mode: str
     return_kv: bool
     fused: bool = False
+    attention: str = "einsum"
 
     @nn.compact
     def __call__(self, x_btd, positions_bt, shared, layer_cache):
         cfg = self.config
         norm = functools.partial(RMSNorm, cfg.rms_norm_eps, self.dtype, self.param_dtype)
         h, new_kv = Attention(
-            cfg, self.dtype, self.param_dtype, self.mode, self.fused, name="attn"
+            cfg, self.dtype, self.param_dtype, self.mode, self.fused, self.attention, name="attn"
         )(norm(name="input_norm")(x_btd), positions_bt, shared, layer_cache)
         x_btd = x_btd + h
         x_btd = x_btd + MLP(cfg, self.dtype, self.param_dtype, self.fused, name="mlp")(
@@ -307,6 +315,10 @@ class Decoder(nn.Module):
       scan_layers: run the layers in a loop (compile time flat in depth); False unrolls
         them (same parameters): no per-layer slicing of the stacked weights and no
         stacked residual buffers, faster for shallow models, compile time linear in depth.
+      attention: the full and grouped modes' attention kernel, one of
+        ``attention.KERNELS``: 'einsum' (batched products, any backend) or 'cudnn'
+        (cuDNN's fused attention: NVIDIA GPUs, bfloat16 compute). Decode mode always
+        uses :func:`attention.shared_prompt_decode_attention`.
     """
 
     config: ModelConfig
@@ -318,6 +330,7 @@ class Decoder(nn.Module):
     output: str = "logits"
     fused: bool = False
     scan_layers: bool = True
+    attention: str = "einsum"
 
     @nn.compact
     def __call__(self, tokens_bt, positions_bt, shared, cache=None):
@@ -339,6 +352,10 @@ class Decoder(nn.Module):
         cfg = self.config
         if self.mode not in ("full", "decode", "grouped"):
             raise ValueError(f"mode must be 'full', 'decode' or 'grouped', got {self.mode!r}")
+        if self.attention not in attention.KERNELS:
+            raise ValueError(
+                f"attention must be one of {attention.KERNELS}, got {self.attention!r}"
+            )
         embed = nn.Embed(
             cfg.vocab_size,
             cfg.hidden_size,
@@ -361,7 +378,16 @@ class Decoder(nn.Module):
             length=cfg.num_layers,
             unroll=not self.scan_layers,
             metadata_params={nn.PARTITION_NAME: "layers"},
-        )(cfg, self.dtype, self.param_dtype, self.mode, self.return_kv, self.fused, name="layers")
+        )(
+            cfg,
+            self.dtype,
+            self.param_dtype,
+            self.mode,
+            self.return_kv,
+            self.fused,
+            self.attention,
+            name="layers",
+        )
         x, kv = layers(x, positions_bt, shared, cache if cache is not None else {})
         x = RMSNorm(cfg.rms_norm_eps, self.dtype, self.param_dtype, name="final_norm")(x)
         if self.output == "hidden":

@@ -66,6 +66,7 @@ class Forward:
     chunk: int = 64  # response positions per chunk of the vocabulary projection
     scan_layers: bool = True
     logits_remat: bool = True  # recompute each chunk's logits in the backward pass
+    attention: str = "einsum"  # the decoder's attention kernel (model.attention.KERNELS)
 
     def __call__(self, params, batch) -> tuple[jax.Array, jax.Array]:
         b, g, t = batch.resp.shape
@@ -80,6 +81,7 @@ class Forward:
             mode="grouped",
             output="hidden",
             scan_layers=self.scan_layers,
+            attention=self.attention,
         )
         hidden, _ = model.apply({"params": params}, tokens, positions, shared)
         h = response_hidden(hidden, p, g, t)  # [B, G, T, D]
@@ -91,7 +93,7 @@ class Forward:
 
 def training_forward(model: ModelSettings, config: ModelConfig, temperature: float) -> Forward:
     """The training forward of the ``model`` section (compute dtype, remat, layer loop,
-    log-prob chunks)."""
+    log-prob chunks, attention kernel)."""
     return Forward(
         config,
         DTYPES[model.dtype],
@@ -99,6 +101,7 @@ def training_forward(model: ModelSettings, config: ModelConfig, temperature: flo
         temperature,
         scan_layers=model.scan_layers,
         logits_remat=model.logits_remat,
+        attention=model.attention,
     )
 
 

@@ -100,6 +100,7 @@ class SamplerSpec:
     eos_ids: tuple[int, ...]
     pad_id: int
     buckets: tuple[int, ...] = DEFAULT_BUCKETS
+    unroll_layers: bool = False  # decode steps unroll the layer loop (static weight slices)
 
     def __post_init__(self):
         if self.max_new_tokens < 1:
@@ -172,7 +173,13 @@ def _generate(
     )
     gen_v = jnp.zeros_like(gen_k)
     decoder = Decoder(
-        config, dtype=dtype, mode="decode", return_kv=True, output="hidden", fused=True
+        config,
+        dtype=dtype,
+        mode="decode",
+        return_kv=True,
+        output="hidden",
+        fused=True,
+        scan_layers=not spec.unroll_layers,
     )
     slots = jnp.arange(t_max)
 

@@ -56,7 +56,12 @@ def lower_config(settings, model_config) -> dict[str, object]:
     import jax.numpy as jnp
 
     from reczero_jax import sharding
-    from reczero_jax.engine import build_mesh, check_mesh_fits_model, sampler_spec
+    from reczero_jax.engine import (
+        build_mesh,
+        check_attention_kernel,
+        check_mesh_fits_model,
+        sampler_spec,
+    )
     from reczero_jax.model.params import DTYPES, abstract_params, param_shardings
     from reczero_jax.rl.grpo import grpo_objective
     from reczero_jax.rl.objectives import GRPOBatch
@@ -69,6 +74,7 @@ def lower_config(settings, model_config) -> dict[str, object]:
     from reczero_jax.sampling.sampler import GroupSampler
 
     mesh = build_mesh(settings)
+    check_attention_kernel(settings, mesh)
     check_mesh_fits_model(mesh, model_config)
     pdt = DTYPES[settings.model.param_dtype]
     cfg = settings.grpo

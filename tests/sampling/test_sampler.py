@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -125,6 +127,41 @@ def test_sharded_equals_unsharded(qwen2, mesh_shape):
     np.testing.assert_array_equal(np.asarray(out.prompt), np.asarray(ref.prompt))
     np.testing.assert_array_equal(np.asarray(out.prompt_valid), np.asarray(ref.prompt_valid))
     np.testing.assert_allclose(np.asarray(out.logprobs), np.asarray(ref.logprobs), atol=1e-5)
+
+
+@pytest.mark.parametrize("mesh_shape", [(1, 1, 1), (2, 2, 2)])
+def test_unrolled_decode_equals_scanned(qwen2, mesh_shape):
+    """``SamplerSpec.unroll_layers`` changes how the decode step loops over the layers,
+    not what it computes: the same tokens, lengths and log-probs."""
+    config, params, hf_dir = qwen2
+    mesh = mesh_of(mesh_shape)
+    if mesh_shape != (1, 1, 1):
+        params = load_on(mesh, config, hf_dir)
+    key = jax.random.key(5)
+    scanned = GroupSampler(config, mesh, _spec(Sampling(1.0))).sample(params, PROMPTS, 3, key=key)
+    spec = dataclasses.replace(_spec(Sampling(1.0)), unroll_layers=True)
+    unrolled = GroupSampler(config, mesh, spec).sample(params, PROMPTS, 3, key=key)
+    np.testing.assert_array_equal(np.asarray(unrolled.tokens), np.asarray(scanned.tokens))
+    np.testing.assert_array_equal(np.asarray(unrolled.lengths), np.asarray(scanned.lengths))
+    np.testing.assert_allclose(
+        np.asarray(unrolled.logprobs), np.asarray(scanned.logprobs), atol=1e-5
+    )
+    # ... and the setting reaches the decode step: its loop over the layers is gone.
+    tokens, valid = GroupSampler(config, mesh, spec).pad_prompts(PROMPTS)
+
+    def loops(s):
+        lowered = GroupSampler(config, mesh, s).lower(params, tokens, valid, key, 3)
+        return lowered.as_text().count("stablehlo.while")
+
+    assert loops(spec) == loops(_spec(Sampling(1.0))) - 1
+
+
+def test_sampling_section_sets_unroll_layers():
+    from reczero_jax.engine import sampler_spec
+    from reczero_jax.settings import SamplingSettings
+
+    assert sampler_spec(SamplingSettings(unroll_layers=True), (2,), 0).unroll_layers is True
+    assert sampler_spec(SamplingSettings(), (2,), 0).unroll_layers is False
 
 
 def test_compiles_once_per_bucket_and_keys_change(qwen2):

@@ -1,0 +1,207 @@
+"""benchmarks/update.py: the model-FLOPs count against a plain-Python count and against
+XLA's own count of the compiled update, the JSON line, bad input; and
+benchmarks/gpu_table.py's tables."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import pathlib
+
+import pytest
+
+from reczero_jax.model.model_config import ModelConfig
+
+BENCH = pathlib.Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def update():
+    return _load("update")
+
+
+CONFIG = ModelConfig(
+    model_type="qwen2",
+    vocab_size=300,
+    hidden_size=32,
+    intermediate_size=48,
+    num_layers=3,
+    num_heads=4,
+    num_kv_heads=2,
+    head_dim=8,
+    qkv_bias=True,
+    tie_word_embeddings=True,
+)
+
+
+def _reference_flops(c: ModelConfig, b, g, p, t):
+    """Multiply-adds counted one product at a time, position by position, x 2 x 3."""
+    macs = 0
+    sequences = [("prompt", p)] * b + [("answer", t)] * (b * g)
+    for kind, length in sequences:
+        for i in range(length):
+            macs += c.num_layers * c.hidden_size * c.num_heads * c.head_dim  # q
+            macs += c.num_layers * 2 * c.hidden_size * c.num_kv_heads * c.head_dim  # k, v
+            macs += c.num_layers * c.num_heads * c.head_dim * c.hidden_size  # o
+            macs += c.num_layers * 3 * c.hidden_size * c.intermediate_size  # gate, up, down
+            keys = i + 1 if kind == "prompt" else p + i + 1
+            macs += c.num_layers * c.num_heads * keys * c.head_dim * 2  # q.k and p.v
+            if kind == "answer":
+                macs += c.hidden_size * c.vocab_size
+    return 3 * 2 * macs
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 3, 5, 4), (3, 2, 7, 9)])
+def test_update_flops_equal_a_position_by_position_count(update, shape):
+    flops = update.update_flops(CONFIG, *shape)
+    assert flops["total"] == pytest.approx(_reference_flops(CONFIG, *shape), rel=1e-12)
+    assert flops["total"] == pytest.approx(
+        flops["linear"] + flops["lm_head"] + flops["attention"], rel=1e-12
+    )
+
+
+def _run(update, capsys, *flags, devices=1):
+    assert update.main(["--steps", "1", "--devices", str(devices), *flags]) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_xla_counts_what_the_formula_counts(update, capsys):
+    """With the layers unrolled and one log-prob chunk (XLA counts a loop's body once),
+    the compiled update's FLOPs are the model FLOPs plus the masked attention scores and
+    elementwise work (a few %); with remat full it recomputes the forward (about 4/3)."""
+    flags = ("--dtype", "float32", "--unroll_layers", "--prompt_len", "64", "--answer_len", "32")
+    plain = _run(update, capsys, *flags, "--remat", "none", "--no_logits_remat")
+    assert 1.0 <= plain["xla_flops"] / plain["model_flops"] <= 1.1
+    remat = _run(update, capsys, *flags, "--remat", "full")
+    assert 1.22 <= remat["xla_flops"] / remat["model_flops"] <= 1.4
+    assert remat["model_flops"] == plain["model_flops"]
+
+
+def test_json_line_and_mfu(update, capsys):
+    out = _run(update, capsys, "--prompt_len", "32", "--answer_len", "16", "--peak_flops", "1e12")
+    assert out["shapes"] == "tiny" and out["step_s"] > 0 and out["compile_s"] > 0
+    assert (out["prompts"], out["samples_per_prompt"], out["micro_groups"]) == (2, 4, 2)
+    assert out["tokens_per_s"] == pytest.approx((2 * 32 + 8 * 16) / out["step_s"], rel=1e-3)
+    rate = out["model_flops"] / out["step_s"]
+    assert out["mfu"] == pytest.approx(rate / 1e12, rel=1e-2, abs=1e-4)
+    assert out["peak_flops"] == 1e12 and out["loss"] == out["loss"]  # finite, not NaN
+
+
+def test_sharded_update_equals_unsharded(update, capsys):
+    import jax
+
+    if len(jax.devices()) < 8:
+        pytest.skip("needs conftest's 8 devices")
+    flags = ("--dtype", "float32", "--prompts", "8", "--samples", "2")
+    flags += ("--prompt_len", "16", "--answer_len", "8")
+    one = _run(update, capsys, *flags)
+    eight = _run(update, capsys, *flags, devices=8)
+    assert (one["devices"], eight["devices"]) == (1, 8)
+    assert eight["loss"] == pytest.approx(one["loss"], rel=1e-5)
+    assert eight["model_flops"] == one["model_flops"]
+
+
+def test_bad_micro_batch_is_a_clear_error(update):
+    with pytest.raises(SystemExit, match="--micro_groups 3 must divide --prompts 2"):
+        update.main(["--steps", "1", "--devices", "1", "--micro_groups", "3"])
+
+
+def test_gpu_table_rows():
+    table = _load("gpu_table")
+    sampler = {
+        "device": "NVIDIA H200", "unroll_layers": True, "rows": 64, "batch_prompts": 16,
+        "samples_per_prompt": 4, "prompt_len": 128, "new_tokens": 128, "decode_step_ms": 4.1,
+        "decode_tokens_per_s": 15554.2, "hbm_bytes_per_s": 7.9e11, "roofline_fraction": 0.165,
+    }  # fmt: skip
+    upd = {
+        "device": "NVIDIA H200", "prompts": 8, "samples_per_prompt": 8, "prompt_len": 1536,
+        "answer_len": 512, "remat": "full", "logits_remat": False, "micro_groups": 2,
+        "attention": "cudnn",
+        "step_s": 1.5, "tokens_per_s": 30000.0, "model_tflops_per_s_per_chip": 290.0,
+        "mfu": 0.293, "compile_s": 40.2,
+    }  # fmt: skip
+    text = table.tables([json.dumps(sampler), "not json", json.dumps(upd)])
+    rows = text.splitlines()
+    assert (
+        "| NVIDIA H200 | unrolled | 64 (16 x 4) | 128 + 128 | 4.100 | 15,554 | 790 | 16.5% | - |"
+        in rows
+    )
+    assert (
+        "| NVIDIA H200 | 8 x 8, 1536 + 512 | cudnn | full | no | 4 | 1.500 | 30,000 | 290.0 "
+        "| 29.3% | - | 40 |" in rows
+    )
+    assert table.tables([]) == "(no results)"
+
+
+def test_gpu_script_collects_each_step_and_prints_the_tables(tmp_path):
+    """benchmarks/gpu.sh with a stand-in interpreter that answers each benchmark with a
+    JSON line (and the pytest step with a failure): every step runs, each JSON line lands
+    in results.jsonl under its step name, and the tables come last."""
+    import shutil
+    import subprocess
+    import sys
+
+    sampler = '{"device": "X", "unroll_layers": false, "rows": 64, "batch_prompts": 16, '
+    sampler += '"samples_per_prompt": 4, "prompt_len": 128, "new_tokens": 128, '
+    sampler += '"decode_step_ms": 4.5, "decode_tokens_per_s": 14000.0, '
+    sampler += '"hbm_bytes_per_s": 7e11, "roofline_fraction": 0.15}'
+    upd = '{"device": "X", "prompts": 8, "samples_per_prompt": 8, "prompt_len": 1536, '
+    upd += '"answer_len": 512, "remat": "full", "micro_groups": 8, "step_s": 1.6, '
+    upd += '"tokens_per_s": 28000.0, "model_tflops_per_s_per_chip": 270.0, "mfu": 0.27, '
+    upd += '"compile_s": 50.0}'
+    fake = tmp_path / "fakepy"
+    fake.write_text(
+        "#!/usr/bin/env bash\n"
+        'case "$*" in\n'
+        f"  *benchmarks/sampler.py*) echo compiling; echo '{sampler}';;\n"
+        f"  *benchmarks/update.py*) echo compiling; echo '{upd}';;\n"
+        '  *"-m pytest"*) echo "1 failed, 2 passed"; exit 1;;\n'
+        f'  *) exec {sys.executable} "$@";;\n'
+        "esac\n"
+    )
+    fake.chmod(0o755)
+    out = tmp_path / "out"
+    env = {"PATH": "/usr/bin:/bin", "PYTHON": str(fake), "HOME": str(tmp_path)}
+    if shutil.which("timeout") is None:
+        pytest.skip("coreutils' timeout is absent")
+    result = subprocess.run(
+        ["bash", str(BENCH / "gpu.sh"), str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=BENCH.parent,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = (out / "results.jsonl").read_text().splitlines()
+    steps = [json.loads(line)["step"] for line in lines]
+    assert steps == [
+        "sampler_64",
+        "update_full",
+        "update_cudnn",
+        "update_none",
+        "sampler_256",
+        "sampler_64_unrolled",
+    ]
+    assert "== gpu_tests: rc 1" in result.stdout and "1 failed, 2 passed" in result.stdout
+    assert result.stdout.rstrip().endswith("| 50 |")  # the update table is last
+    assert "| X | scan | 64 (16 x 4) | 128 + 128 | 4.500 |" in result.stdout
+    assert (out / "gpu.log").read_text().count("compiling") == 6
+
+
+def test_gpu_script_is_shellcheck_clean():
+    import subprocess
+
+    from tests.tpu.test_scripts import _shellcheck
+
+    result = subprocess.run(
+        [_shellcheck(), str(BENCH / "gpu.sh")], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout
