@@ -19,6 +19,8 @@
 #   gpu_tests       the model's correctness tests on the GPU (cuDNN's attention in bf16
 #                   against the einsum kernels; decode cache, grouped forward and fused
 #                   projections in float32 at highest matmul precision)
+# update_cudnn and sampler_64_unrolled also trace one more call (--profile; traces under
+# $TMPDIR/reczero_gpu_traces) and log where the GPU time went (benchmarks/trace_summary.py).
 # Outputs in OUT_DIR: gpu.log (everything), results.jsonl (each benchmark's JSON line,
 # with its step name), and a Markdown table printed last (made from results.jsonl).
 set -u
@@ -70,10 +72,13 @@ step() { # name limit_s command...: runs command, keeps its last line when it is
 s15=(--shapes qwen2.5-1.5b)
 step sampler_64 150 "$py" benchmarks/sampler.py "${s15[@]}" --batch 16 --samples 4 --measure_peak
 step update_full 150 "$py" benchmarks/update.py "${s15[@]}" --measure_peak
-step update_cudnn 150 "$py" benchmarks/update.py "${s15[@]}" --attention cudnn
+traces=${TMPDIR:-/tmp}/reczero_gpu_traces
+step update_cudnn 150 "$py" benchmarks/update.py "${s15[@]}" --attention cudnn \
+  --profile "$traces/update_cudnn"
 step update_none 120 "$py" benchmarks/update.py "${s15[@]}" --remat none --micro_groups 1
 step sampler_256 80 "$py" benchmarks/sampler.py "${s15[@]}" --batch 32 --samples 8
-step sampler_64_unrolled 100 "$py" benchmarks/sampler.py "${s15[@]}" --batch 16 --samples 4 --unroll_layers
+step sampler_64_unrolled 100 "$py" benchmarks/sampler.py "${s15[@]}" --batch 16 --samples 4 \
+  --unroll_layers --profile "$traces/sampler_64_unrolled"
 step gpu_tests 90 env JAX_PLATFORMS=cuda JAX_DEFAULT_MATMUL_PRECISION=highest \
   "$py" -m pytest -q -p no:cacheprovider tests/model/test_dpa_attention.py \
   tests/model/test_decode.py tests/model/test_grouped.py tests/model/test_fused_and_unrolled.py

@@ -15,6 +15,8 @@ fraction of the HBM-bandwidth roofline: (the fewest bytes a decode step must rea
 weight once, each prompt's cache once, each row's generated cache so far) / step time /
 peak bandwidth (the datasheet's; ``--measure_peak`` also times a 4 GiB
 elementwise pass on the device, bytes read + written, and reports the fraction of that).
+``--profile DIR`` traces one more call with ``jax.profiler`` and prints where the device
+time went (``benchmarks/trace_summary.py``).
 
 The LAST line printed is one JSON object.
 """
@@ -40,6 +42,9 @@ from reczero_jax.sampling.methods import Sampling
 from reczero_jax.sampling.sampler import GroupSampler, SamplerSpec
 from reczero_jax.tools.lower_config import SHAPES
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from trace_summary import profile_call  # noqa: E402  (a sibling script)
+
 PEAK_HBM_BYTES_PER_S = {
     "H100": 3.35e12,
     "H200": 4.8e12,
@@ -63,8 +68,9 @@ def _time_sampler(sampler, params, prompts, g, repeats):
     return best, out
 
 
-def _ours(config, params, mesh, prompts, g, new_tokens, dtype, repeats, unroll=False):
-    """(seconds for the whole call, decode step seconds, generated tokens, compiles)."""
+def _ours(config, params, mesh, prompts, g, new_tokens, dtype, repeats, unroll=False, profile=""):
+    """(seconds for the whole call, decode step seconds, generated tokens, compiles,
+    prefill seconds, profile summary or None)."""
 
     def sampler(n):
         spec = SamplerSpec(
@@ -89,7 +95,14 @@ def _ours(config, params, mesh, prompts, g, new_tokens, dtype, repeats, unroll=F
     prefill_seconds, _ = _time_sampler(prefill_only, params, prompts, g, repeats)
     generated = int(np.asarray(out.lengths).sum())  # over all B x G samples
     step = (seconds - prefill_seconds) / max(new_tokens - 1, 1)
-    return seconds, step, generated, full.compiles, prefill_seconds
+    summary = None
+    if profile:
+
+        def once():
+            jax.block_until_ready(full.sample(params, prompts, g).tokens)
+
+        summary = profile_call(once, profile)
+    return seconds, step, generated, full.compiles, prefill_seconds, summary
 
 
 def _hf(hf_dir, prompts, g, new_tokens, repeats):
@@ -150,7 +163,7 @@ def run_tiny(args) -> dict:
         mesh = sharding.make_mesh((1, -1, 1))
         params = load_hf_params(tmp, config)
         hf_s, hf_tokens = _hf(tmp, prompts, args.samples, args.new_tokens, args.repeats)
-    ours_s, step_s, ours_tokens, compiles, prefill_s = _ours(
+    ours_s, step_s, ours_tokens, compiles, prefill_s, _ = _ours(
         config, params, mesh, prompts, args.samples, args.new_tokens, jnp.float32, args.repeats
     )
     ours_tps, hf_tps = ours_tokens / ours_s, hf_tokens / hf_s
@@ -207,7 +220,7 @@ def run_real_shapes(args) -> dict:
     params = init_params(config, mesh, sharding.SAMPLE_RULES, jax.random.key(0), dtype)
     rng = np.random.default_rng(0)
     prompts = rng.integers(1, config.vocab_size, (args.batch, args.prompt_len)).tolist()
-    seconds, step_s, tokens, compiles, prefill_s = _ours(
+    seconds, step_s, tokens, compiles, prefill_s, summary = _ours(
         config,
         params,
         mesh,
@@ -217,6 +230,7 @@ def run_real_shapes(args) -> dict:
         dtype,
         args.repeats,
         args.unroll_layers,
+        args.profile,
     )
     rows = args.batch * args.samples
     weight_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(params))
@@ -250,6 +264,8 @@ def run_real_shapes(args) -> dict:
         "peak_hbm_bytes_per_s": peak,
         "compiles": compiles,
     }
+    if summary is not None:
+        out["profile"] = summary
     if args.measure_peak:
         measured = measured_copy_bandwidth()
         out["measured_copy_bytes_per_s"] = round(measured, 1)
@@ -277,6 +293,9 @@ def main(argv=None) -> int:
     )
     parser.add_argument(
         "--measure_peak", action="store_true", help="also time a 4 GiB copy on the device"
+    )
+    parser.add_argument(
+        "--profile", default="", help="trace one more call into this folder, print a summary"
     )
     args = parser.parse_args(argv)
     if args.shapes == "tiny":

@@ -30,7 +30,9 @@ Rematerialised forwards are NOT counted, so with ``remat='full'`` the hardware d
 MFU = model FLOPs / step time / peak, the peak taken from the device's datasheet dense
 bfloat16 rate (``PEAK_BF16_FLOPS``; ``--peak_flops`` overrides; null on CPU or for
 float32 compute). ``--measure_peak`` also times an 8192^3 bfloat16 matrix product on the
-device and reports MFU against that measured rate.
+device and reports MFU against that measured rate. ``--profile DIR`` traces one more step
+with ``jax.profiler`` into DIR and prints where the device time went
+(``benchmarks/trace_summary.py``; the JSON gets the per-device busy time and shares).
 
 The LAST line printed is one JSON object.
 """
@@ -62,6 +64,9 @@ from reczero_jax.rl.step import (
 )
 from reczero_jax.settings import OptimSettings
 from reczero_jax.tools.lower_config import SHAPES
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from trace_summary import profile_call  # noqa: E402  (a sibling script)
 
 # Dense bfloat16 matrix rates from the vendors' datasheets, FLOP/s per chip.
 PEAK_BF16_FLOPS = {
@@ -264,6 +269,14 @@ def run(args) -> dict:
     stats = devices[0].memory_stats() or {}
     if "peak_bytes_in_use" in stats:
         out["device_peak_bytes"] = int(stats["peak_bytes_in_use"])
+    if args.profile:
+        box = [state]
+
+        def one_step():
+            box[0], _ = compiled(box[0], batch)
+            jax.block_until_ready(box[0])
+
+        out["profile"] = profile_call(one_step, args.profile)
     if args.measure_peak:
         measured = measured_matmul_flops()
         out["measured_matmul_flops"] = round(measured, 1)
@@ -292,6 +305,9 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=5, help="timed steps after one warm-up")
     parser.add_argument("--peak_flops", type=float, default=0.0, help="FLOP/s per chip")
     parser.add_argument("--measure_peak", action="store_true")
+    parser.add_argument(
+        "--profile", default="", help="trace one more step into this folder, print a summary"
+    )
     args = parser.parse_args(argv)
     shape = DEFAULT_SHAPE["tiny" if args.shapes == "tiny" else "qwen2.5-1.5b"]
     for name, default in shape.items():

@@ -205,3 +205,38 @@ def test_gpu_script_is_shellcheck_clean():
         [_shellcheck(), str(BENCH / "gpu.sh")], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stdout
+
+
+def test_trace_summary_sums_device_kernels(tmp_path):
+    import gzip
+
+    ts = _load("trace_summary")
+    events = [
+        {"ph": "M", "name": "process_name", "pid": 1, "args": {"name": "/host:CPU"}},
+        {"ph": "M", "name": "process_name", "pid": 2, "args": {"name": "/device:GPU:0"}},
+        {"ph": "X", "pid": 1, "tid": 1, "name": "python", "ts": 0, "dur": 1000},
+        {"ph": "X", "pid": 2, "tid": 7, "name": "nvjet_sm90_tst", "ts": 10, "dur": 30},
+        {"ph": "X", "pid": 2, "tid": 7, "name": "nvjet_sm90_tst", "ts": 50, "dur": 30},
+        {"ph": "X", "pid": 2, "tid": 7, "name": "memcpy128", "ts": 90, "dur": 20},
+        {"ph": "X", "pid": 2, "tid": 7, "name": "loop_add_fusion", "ts": 120, "dur": 20},
+    ]
+    folder = tmp_path / "plugins" / "profile" / "run"
+    folder.mkdir(parents=True)
+    with gzip.open(folder / "host.trace.json.gz", "wt") as f:
+        json.dump({"traceEvents": events}, f)
+    summary = ts.summarize(tmp_path, top=2)
+    assert list(summary) == ["/device:GPU:0"]  # the host is left out when a device is there
+    gpu = summary["/device:GPU:0"]
+    assert (gpu["events"], gpu["busy_ms"], gpu["span_ms"]) == (4, 0.1, 0.13)
+    assert gpu["kinds"] == {"matmul": 0.6, "copy": 0.2, "other": 0.2}
+    assert gpu["top"] == [("nvjet_sm90_tst", 0.06, 2), ("memcpy128", 0.02, 1)]
+    assert "busy 0.1 ms in a 0.1 ms span (matmul 60.0%" in ts.format_summary(summary)
+    with pytest.raises(FileNotFoundError, match="no \\*.trace.json.gz"):
+        ts.summarize(tmp_path / "nothing")
+
+
+def test_update_profile_flag_adds_a_summary(update, capsys, tmp_path):
+    out = _run(
+        update, capsys, "--prompt_len", "16", "--answer_len", "8", "--profile", str(tmp_path)
+    )
+    assert out["profile"] and all(s["events"] > 0 for s in out["profile"].values())
