@@ -26,6 +26,8 @@ vocabulary projection on answer positions only, and attention over the causally 
 Rematerialised forwards are NOT counted, so with ``remat='full'`` the hardware does about
 4/3 of them. ``xla_flops`` is what XLA's cost analysis counts in the compiled program
 (recomputation and masked attention scores included; it may be absent on some backends).
+XLA counts a loop's body once, so it is comparable with the model FLOPs only with
+``--unroll_layers`` and ``--chunk`` >= T.
 
 MFU = model FLOPs / step time / peak, the peak taken from the device's datasheet dense
 bfloat16 rate (``PEAK_BF16_FLOPS``; ``--peak_flops`` overrides; null on CPU or for
