@@ -85,7 +85,6 @@ import argparse  # noqa: E402
 import dataclasses  # noqa: E402
 import functools  # noqa: E402
 import json  # noqa: E402
-import pathlib  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
@@ -113,7 +112,7 @@ from reczero_jax.rl.step import (  # noqa: E402
     make_optimizer,
 )
 from reczero_jax.settings import OptimSettings  # noqa: E402
-from reczero_jax.tools.lower_config import SHAPES  # noqa: E402
+from reczero_jax.tools.lower_config import SHAPES, shape_config  # noqa: E402
 
 GIB = 1 << 30
 BUDGETS_GIB = {"v5e": 16.0, "v5p": 95.0}  # HBM per chip
@@ -125,15 +124,6 @@ SEARCHED = ("ours/full", "naive/full")
 # about twice as fast at level 0.
 FAST_CODEGEN = {"xla_backend_optimization_level": 0}
 FORMULA = "peak = argument + output - alias + temp (per device; generated code ignored)"
-QWEN_CONFIG = pathlib.Path(__file__).resolve().parents[2] / "shared/tokenizers/qwen2.5/config.json"
-
-
-def model_config(name: str) -> ModelConfig:
-    """The architecture of ``name`` ('qwen2.5-1.5b' reads ../shared's config.json when
-    present; otherwise, and for 'qwen2.5-7b', lower_config's built-in SHAPES)."""
-    if name == "qwen2.5-1.5b" and QWEN_CONFIG.is_file():
-        return ModelConfig.from_hf_dir(QWEN_CONFIG.parent)
-    return ModelConfig(**SHAPES[name])
 
 
 def fsdp_mesh(devices: Sequence[jax.Device]) -> Mesh:
@@ -382,7 +372,7 @@ def run(
 ) -> dict:
     """Measures the paper-shape update of every variant and runs the fit searches.
 
-    ``configs`` overrides :func:`model_config` by name (tests pass tiny shapes);
+    ``configs`` overrides :func:`lower_config.shape_config` by name (tests pass tiny shapes);
     ``devices`` defaults to ``jax.devices()`` (a mesh uses the first N of them).
     """
     start = time.perf_counter()
@@ -401,7 +391,7 @@ def run(
         "models": {},
     }
     for name in models:
-        config = (configs or {}).get(name) or model_config(name)
+        config = (configs or {}).get(name) or shape_config(name)
         entry = {"params": config.num_params(), "chips": {}}
         result["models"][name] = entry
         for n in device_counts:

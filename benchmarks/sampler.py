@@ -40,20 +40,15 @@ from reczero_jax.model import ModelConfig
 from reczero_jax.model.params import init_params
 from reczero_jax.sampling.methods import Sampling
 from reczero_jax.sampling.sampler import GroupSampler, SamplerSpec
-from reczero_jax.tools.lower_config import SHAPES
+from reczero_jax.tools.lower_config import shape_config
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from trace_summary import profile_call  # noqa: E402  (a sibling script)
-
-PEAK_HBM_BYTES_PER_S = {
-    "H100": 3.35e12,
-    "H200": 4.8e12,
-    "A100": 2.0e12,
-    "TPU v5e": 8.2e11,
-    "TPU v5p": 2.76e12,
-    "TPU v4": 1.2e12,
-    "TPU v6e": 1.64e12,
-}
+from device_peaks import (  # noqa: E402  (sibling scripts)
+    PEAK_HBM_BYTES_PER_S,
+    datasheet,
+    measured_copy_bandwidth,
+)
+from trace_summary import profile_call  # noqa: E402
 
 
 def _time_sampler(sampler, params, prompts, g, repeats):
@@ -185,36 +180,8 @@ def run_tiny(args) -> dict:
     }
 
 
-def _peak_bandwidth(kind: str, override: float) -> float | None:
-    if override > 0:
-        return override
-    for name, bw in PEAK_HBM_BYTES_PER_S.items():
-        if name.lower() in kind.lower():
-            return bw
-    return None
-
-
-def measured_copy_bandwidth(gib: float = 4.0, repeats: int = 10) -> float:
-    """Bytes/s (read + written) of an elementwise pass over a ``gib`` GiB bfloat16 array on
-    the default device (median of ``repeats`` after a warm-up)."""
-    x = jnp.ones((int(gib * (1 << 30)) // 2,), jnp.bfloat16)
-    bump = jax.jit(lambda a: a + 1)
-    bump(x).block_until_ready()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        bump(x).block_until_ready()
-        times.append(time.perf_counter() - start)
-    return 2.0 * x.size * 2 / sorted(times)[len(times) // 2]
-
-
 def run_real_shapes(args) -> dict:
-    shared = pathlib.Path(__file__).resolve().parents[2] / "shared/tokenizers/qwen2.5/config.json"
-    config = (
-        ModelConfig.from_hf_dir(shared.parent)
-        if shared.is_file()
-        else ModelConfig(**SHAPES["qwen2.5-1.5b"])
-    )
+    config = shape_config("qwen2.5-1.5b")
     mesh = sharding.make_mesh((1, -1, 1))
     dtype = jnp.dtype(args.dtype)
     params = init_params(config, mesh, sharding.SAMPLE_RULES, jax.random.key(0), dtype)
@@ -243,7 +210,7 @@ def run_real_shapes(args) -> dict:
     kv_bytes = int(kv_bytes)
     step_bytes = weight_bytes + kv_bytes
     kind = jax.devices()[0].device_kind
-    peak = _peak_bandwidth(kind, args.peak_bw)
+    peak = datasheet(PEAK_HBM_BYTES_PER_S, kind, args.peak_bw)
     out = {
         "shapes": f"qwen2.5-1.5b (random {args.dtype} weights)",
         "device": kind,

@@ -30,7 +30,7 @@ XLA counts a loop's body once, so it is comparable with the model FLOPs only wit
 ``--unroll_layers`` and ``--chunk`` >= T.
 
 MFU = model FLOPs / step time / peak, the peak taken from the device's datasheet dense
-bfloat16 rate (``PEAK_BF16_FLOPS``; ``--peak_flops`` overrides; null on CPU or for
+bfloat16 rate (``device_peaks.PEAK_BF16_FLOPS``; ``--peak_flops`` overrides; null on CPU or for
 float32 compute). ``--measure_peak`` also times an 8192^3 bfloat16 matrix product on the
 device and reports MFU against that measured rate. ``--profile DIR`` traces one more step
 with ``jax.profiler`` into DIR and prints where the device time went
@@ -49,7 +49,6 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from reczero_jax import sharding
@@ -65,24 +64,11 @@ from reczero_jax.rl.step import (
     make_optimizer,
 )
 from reczero_jax.settings import OptimSettings
-from reczero_jax.tools.lower_config import SHAPES
+from reczero_jax.tools.lower_config import shape_config
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from trace_summary import profile_call  # noqa: E402  (a sibling script)
-
-# Dense bfloat16 matrix rates from the vendors' datasheets, FLOP/s per chip.
-PEAK_BF16_FLOPS = {
-    "H100": 989e12,
-    "H200": 989e12,
-    "A100": 312e12,
-    "TPU v5 lite": 197e12,
-    "TPU v5e": 197e12,
-    "TPU v5p": 459e12,
-    "TPU v5": 459e12,
-    "TPU v4": 275e12,
-    "TPU v6e": 918e12,
-    "TPU v6 lite": 918e12,
-}
+from device_peaks import PEAK_BF16_FLOPS, datasheet, measured_matmul_flops  # noqa: E402
+from trace_summary import profile_call  # noqa: E402  (sibling scripts)
 
 TINY = dict(
     model_type="qwen2",
@@ -104,12 +90,7 @@ DEFAULT_SHAPE = {
 
 def model_config(shapes: str) -> ModelConfig:
     """The architecture benchmarked under ``--shapes``."""
-    if shapes == "tiny":
-        return ModelConfig(**TINY)
-    shared = pathlib.Path(__file__).resolve().parents[2] / "shared/tokenizers/qwen2.5"
-    if shapes == "qwen2.5-1.5b" and (shared / "config.json").is_file():
-        return ModelConfig.from_hf_dir(shared)
-    return ModelConfig(**SHAPES[shapes])
+    return ModelConfig(**TINY) if shapes == "tiny" else shape_config(shapes)
 
 
 def update_flops(config: ModelConfig, b: int, g: int, p: int, t: int) -> dict:
@@ -133,30 +114,10 @@ def update_flops(config: ModelConfig, b: int, g: int, p: int, t: int) -> dict:
 
 
 def _peak_flops(kind: str, dtype_name: str, override: float) -> float | None:
-    if override > 0:
-        return override
-    if dtype_name != "bfloat16":
+    """The datasheet's dense bf16 rate (``override`` when > 0); None for float32 compute."""
+    if override <= 0 and dtype_name != "bfloat16":
         return None
-    for name, peak in PEAK_BF16_FLOPS.items():
-        if name.lower() in kind.lower():
-            return peak
-    return None
-
-
-def measured_matmul_flops(n: int = 8192, repeats: int = 10) -> float:
-    """FLOP/s of an n^3 bfloat16 matrix product on the default device (median of
-    ``repeats`` after a warm-up; random operands)."""
-    ka, kb = jax.random.split(jax.random.key(1))
-    a = jax.random.normal(ka, (n, n), jnp.bfloat16)
-    c = jax.random.normal(kb, (n, n), jnp.bfloat16)
-    mm = jax.jit(lambda x, y: x @ y)
-    mm(a, c).block_until_ready()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        mm(a, c).block_until_ready()
-        times.append(time.perf_counter() - start)
-    return 2.0 * n**3 / statistics.median(times)
+    return datasheet(PEAK_BF16_FLOPS, kind, override)
 
 
 def random_batch(config: ModelConfig, b: int, g: int, p: int, t: int, seed: int = 0) -> GRPOBatch:

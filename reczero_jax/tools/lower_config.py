@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pathlib
 import sys
 
 SHAPES = {
@@ -46,6 +47,22 @@ SHAPES = {
         tie_word_embeddings=True,
     ),
 }
+
+
+# The real Qwen2.5-1.5B config.json beside the checkout (../shared), when present.
+SHARED_QWEN_CONFIG = (
+    pathlib.Path(__file__).resolve().parents[3] / "shared/tokenizers/qwen2.5/config.json"
+)
+
+
+def shape_config(name: str):
+    """The ModelConfig of the real shapes ``name`` (a key of SHAPES): 'qwen2.5-1.5b' reads
+    ``../shared``'s config.json when present; otherwise, and for the others, SHAPES."""
+    from reczero_jax.model.model_config import ModelConfig
+
+    if name == "qwen2.5-1.5b" and SHARED_QWEN_CONFIG.is_file():
+        return ModelConfig.from_hf_dir(SHARED_QWEN_CONFIG.parent)
+    return ModelConfig(**SHAPES[name])
 
 
 def lower_config(settings, model_config) -> dict[str, object]:

@@ -240,3 +240,20 @@ def test_update_profile_flag_adds_a_summary(update, capsys, tmp_path):
         update, capsys, "--prompt_len", "16", "--answer_len", "8", "--profile", str(tmp_path)
     )
     assert out["profile"] and all(s["events"] > 0 for s in out["profile"].values())
+
+
+def test_datasheet_peaks_by_device_kind():
+    peaks = _load("device_peaks")
+    assert peaks.datasheet(peaks.PEAK_HBM_BYTES_PER_S, "NVIDIA H200") == 4.8e12
+    assert peaks.datasheet(peaks.PEAK_BF16_FLOPS, "TPU v5 lite") == 197e12
+    assert peaks.datasheet(peaks.PEAK_BF16_FLOPS, "cpu") is None
+    assert peaks.datasheet(peaks.PEAK_BF16_FLOPS, "cpu", override=5.0) == 5.0
+
+
+def test_real_shapes_come_from_one_place(shared_dir):
+    from reczero_jax.tools.lower_config import SHAPES, shape_config
+
+    assert shape_config("qwen2.5-7b") == ModelConfig(**SHAPES["qwen2.5-7b"])
+    real = ModelConfig.from_hf_dir(shared_dir / "tokenizers" / "qwen2.5")
+    assert shape_config("qwen2.5-1.5b") == real
+    assert real.hidden_size == SHAPES["qwen2.5-1.5b"]["hidden_size"]
