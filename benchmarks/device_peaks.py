@@ -60,11 +60,12 @@ def median_seconds(fn, repeats: int = 10) -> float:
     return statistics.median(times)
 
 
-def measured_matmul_flops(n: int = 8192, repeats: int = 10) -> float:
-    """FLOP/s of an n^3 bfloat16 matrix product on the default device (random operands)."""
+def measured_matmul_flops(n: int = 8192, repeats: int = 10, dtype=jnp.bfloat16) -> float:
+    """FLOP/s of an n^3 matrix product in ``dtype`` on the default device (random
+    operands)."""
     ka, kb = jax.random.split(jax.random.key(1))
-    a = jax.random.normal(ka, (n, n), jnp.bfloat16)
-    b = jax.random.normal(kb, (n, n), jnp.bfloat16)
+    a = jax.random.normal(ka, (n, n), dtype)
+    b = jax.random.normal(kb, (n, n), dtype)
     mm = jax.jit(lambda x, y: x @ y)
     return 2.0 * n**3 / median_seconds(lambda: mm(a, b).block_until_ready(), repeats)
 

@@ -31,8 +31,11 @@ XLA counts a loop's body once, so it is comparable with the model FLOPs only wit
 
 MFU = model FLOPs / step time / peak, the peak taken from the device's datasheet dense
 bfloat16 rate (``device_peaks.PEAK_BF16_FLOPS``; ``--peak_flops`` overrides; null on CPU or for
-float32 compute). ``--measure_peak`` also times an 8192^3 bfloat16 matrix product on the
-device and reports MFU against that measured rate. ``--profile DIR`` traces one more step
+float32 compute). ``--measure_peak`` also times a matrix product in the compute dtype on
+the device (8192^3; 2048^3 on CPU) and reports MFU against that measured rate.
+``--phases`` also times the first micro-batch's forward (loss only) and its gradient
+alone, and reports how many forwards the backward costs (``backward_over_forward``; its
+FLOPs are 2). ``--profile DIR`` traces one more step
 with ``jax.profiler`` into DIR and prints where the device time went
 (``benchmarks/trace_summary.py``; the JSON gets the per-device busy time and shares).
 
@@ -67,7 +70,12 @@ from reczero_jax.settings import OptimSettings
 from reczero_jax.tools.lower_config import shape_config
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from device_peaks import PEAK_BF16_FLOPS, datasheet, measured_matmul_flops  # noqa: E402
+from device_peaks import (  # noqa: E402
+    PEAK_BF16_FLOPS,
+    datasheet,
+    measured_matmul_flops,
+    median_seconds,
+)
 from trace_summary import profile_call  # noqa: E402  (sibling scripts)
 
 TINY = dict(
@@ -131,6 +139,28 @@ def random_batch(config: ModelConfig, b: int, g: int, p: int, t: int, seed: int 
         old_logp=np.zeros((b, g, t), np.float32),
         advantages=rng.standard_normal((b, g)).astype(np.float32),
     )
+
+
+def time_phases(params, forward, mesh, batch, micro: int, repeats: int) -> dict:
+    """Median seconds of the first micro-batch's training forward (the loss only) and of
+    its gradient (forward + backward), each jitted alone with the step's shardings;
+    ``backward_over_forward`` = (grad - forward) / forward, which is about 2 when the
+    backward runs at the forward's rate (it does twice the forward's FLOPs)."""
+    objective = GRPOObjective(forward, GRPOLoss())
+    first = jax.tree.map(lambda x: x[:micro], batch)
+
+    def loss(p, mb):
+        with sharding.use_mesh(mesh, sharding.TRAIN_RULES):
+            return objective(p, mb)[0]
+
+    fwd, grad = jax.jit(loss), jax.jit(jax.grad(loss))
+    forward_s = median_seconds(lambda: jax.block_until_ready(fwd(params, first)), repeats)
+    grad_s = median_seconds(lambda: jax.block_until_ready(grad(params, first)), repeats)
+    return {
+        "forward_s": round(forward_s, 6),
+        "grad_s": round(grad_s, 6),
+        "backward_over_forward": round((grad_s - forward_s) / forward_s, 2),
+    }
 
 
 def _cost_flops(compiled) -> float | None:
@@ -240,8 +270,14 @@ def run(args) -> dict:
             jax.block_until_ready(box[0])
 
         out["profile"] = profile_call(one_step, args.profile)
+    if args.phases:
+        out.update(time_phases(state.params, forward, mesh, batch, micro, args.steps))
     if args.measure_peak:
-        measured = measured_matmul_flops()
+        # 8192^3 on accelerators; 2048^3 on CPU (the same rate, in seconds, not minutes)
+        n = 2048 if devices[0].platform == "cpu" else 8192
+        measured = measured_matmul_flops(n, dtype=dtype)
+        out["measured_matmul_flops"] = round(measured, 1)
+        out["measured_matmul_dtype"] = args.dtype
         out["measured_matmul_flops"] = round(measured, 1)
         out["mfu_vs_measured"] = round(rate / measured, 4)
     return out
@@ -268,6 +304,9 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=5, help="timed steps after one warm-up")
     parser.add_argument("--peak_flops", type=float, default=0.0, help="FLOP/s per chip")
     parser.add_argument("--measure_peak", action="store_true")
+    parser.add_argument(
+        "--phases", action="store_true", help="also time the forward and the gradient alone"
+    )
     parser.add_argument(
         "--profile", default="", help="trace one more step into this folder, print a summary"
     )

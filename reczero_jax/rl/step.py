@@ -2,11 +2,11 @@
 
 Gradient accumulation is exact: the mini-batch of B groups is split into micro-batches of
 ``micro_groups`` groups, a ``lax.scan`` sums the gradients of each micro-batch's loss
-NUMERATOR, and the sum is divided once by ``loss_fn.denominator`` of the whole mini-batch
-(:mod:`reczero_jax.rl.objectives`). A non-finite loss or gradient skips the update
-(params and optimizer state unchanged, ``step`` not advanced) and reports
-``update/skipped = 1``. This is the only train step: SFT and GRPO differ only in the
-``loss_fn`` they pass.
+NUMERATOR (one micro-batch: no loop, no accumulator), and the sum is divided once by
+``loss_fn.denominator`` of the whole mini-batch (:mod:`reczero_jax.rl.objectives`). A
+non-finite loss or gradient skips the update (a ``lax.cond``: params and optimizer state
+unchanged, ``step`` not advanced) and reports ``update/skipped = 1``. This is the only
+train step: SFT and GRPO differ only in the ``loss_fn`` they pass.
 """
 
 from __future__ import annotations
@@ -67,25 +67,33 @@ def train_step(state: TrainState, batch, loss_fn, *, micro_groups: int):
         grads_acc = jax.tree.map(lambda a, x: a + x.astype(jnp.float32), grads_acc, grads)
         return (grads_acc, loss_acc + loss, jax.tree.map(jnp.add, sums_acc, sums)), None
 
-    zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), state.params)
-    first = jax.tree.map(lambda x: x[0], micro)
-    sums0 = jax.eval_shape(lambda: micro_loss(state.params, first)[1])
-    sums0 = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), sums0)
-    (grads, loss, sums), _ = jax.lax.scan(body, (zeros, jnp.float32(0.0), sums0), micro)
+    if micro.prompt.shape[0] == 1:  # one micro-batch: no accumulator, no loop
+        (loss, sums), grads = grad_fn(state.params, jax.tree.map(lambda x: x[0], micro))
+        grads = jax.tree.map(lambda x: x.astype(jnp.float32), grads)
+    else:
+        zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), state.params)
+        first = jax.tree.map(lambda x: x[0], micro)
+        sums0 = jax.eval_shape(lambda: micro_loss(state.params, first)[1])
+        sums0 = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), sums0)
+        (grads, loss, sums), _ = jax.lax.scan(body, (zeros, jnp.float32(0.0), sums0), micro)
 
     grad_norm = optax.global_norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-    safe_grads = jax.tree.map(lambda x: jnp.where(finite, x, 0.0), grads)
-    updates, new_opt_state = state.tx.update(safe_grads, state.opt_state, state.params)
-    # The float32 gradients would promote bfloat16 moments to float32: the state keeps its
-    # dtypes, so the next step has the same input types (no second compilation) and the
-    # donated buffers are reused.
-    new_opt_state = jax.tree.map(lambda n, o: n.astype(o.dtype), new_opt_state, state.opt_state)
-    new_params = optax.apply_updates(state.params, updates)
-    keep = lambda new, old: jax.tree.map(lambda a, c: jnp.where(finite, a, c), new, old)  # noqa: E731
+
+    def apply(params, opt_state):
+        updates, new_opt_state = state.tx.update(grads, opt_state, params)
+        # The float32 gradients would promote bfloat16 moments to float32: the state keeps
+        # its dtypes, so the next step has the same input types (no second compilation)
+        # and the donated buffers are reused.
+        new_opt_state = jax.tree.map(lambda n, o: n.astype(o.dtype), new_opt_state, opt_state)
+        return optax.apply_updates(params, updates), new_opt_state
+
+    new_params, new_opt_state = jax.lax.cond(
+        finite, apply, lambda p, o: (p, o), state.params, state.opt_state
+    )
     new_state = state.replace(
-        params=keep(new_params, state.params),
-        opt_state=keep(new_opt_state, state.opt_state),
+        params=new_params,
+        opt_state=new_opt_state,
         step=state.step + finite.astype(jnp.int32),
     )
     metrics = {

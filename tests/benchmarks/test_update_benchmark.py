@@ -94,6 +94,18 @@ def test_json_line_and_mfu(update, capsys):
     assert out["peak_flops"] == 1e12 and out["loss"] == out["loss"]  # finite, not NaN
 
 
+def test_phases_and_measured_peak_in_the_compute_dtype(update, capsys):
+    flags = ("--dtype", "float32", "--prompt_len", "16", "--answer_len", "8")
+    out = _run(update, capsys, *flags, "--phases", "--measure_peak")
+    # the gradient runs the forward too, so it cannot take less time than the forward
+    assert out["grad_s"] > out["forward_s"] > 0
+    ratio = (out["grad_s"] - out["forward_s"]) / out["forward_s"]
+    assert out["backward_over_forward"] == pytest.approx(ratio, abs=0.01)
+    assert out["measured_matmul_dtype"] == "float32" and out["measured_matmul_flops"] > 0
+    rate = out["model_flops"] / out["step_s"]
+    assert out["mfu_vs_measured"] == pytest.approx(rate / out["measured_matmul_flops"], rel=1e-2)
+
+
 def test_sharded_update_equals_unsharded(update, capsys):
     import jax
 

@@ -114,15 +114,19 @@ def test_grpo_objective_without_kl_needs_no_reference():
         run_step(mesh1(), GRPOObjective(FORWARD, GRPOLoss(kl_coef=0.1)), 2, batch)
 
 
-def test_non_finite_loss_skips_the_update():
+@pytest.mark.parametrize("micro_groups", [4, 2])  # one micro-batch (no loop), two
+def test_non_finite_loss_skips_the_update(micro_groups):
     batch = make_batch()
     batch = batch.replace(advantages=batch.advantages.at[0, 0].set(jnp.nan))
     tx = make_optimizer(OptimSettings(learning_rate=1e-2))
     objective = GRPOObjective(FORWARD, GRPOLoss())
-    state, metrics, params0 = run_step(mesh1(), objective, 4, batch, tx=tx)
+    params = init_params(CONFIG, mesh1(), sharding.TRAIN_RULES, jax.random.key(0))
+    opt_before = jax.device_get(tx.init(params))
+    state, metrics, params0 = run_step(mesh1(), objective, micro_groups, batch, tx=tx)
     assert metrics["update/skipped"] == 1.0
     assert int(state.step) == 0
     jax.tree.map(np.testing.assert_array_equal, state.params, params0)
+    jax.tree.map(np.testing.assert_array_equal, state.opt_state, opt_before)
 
 
 def test_sharded_step_equals_unsharded():
