@@ -392,6 +392,29 @@ def print_table(summary: dict) -> None:
     print(f"speedup vs TRL {summary['speedup_vs_trl']}, vs tunix {summary['speedup_vs_tunix']}")
 
 
+def markdown_rows(summary: dict) -> list[str]:
+    """README's table rows (shape | system | median s/step (min) | rollout s | update s |
+    first step s | peak RSS | logits vs transformers) for the systems that ran."""
+    shape = "RecZero" if summary["shape"] == "reczero" else summary["shape"]
+    rows = []
+    for s in SYSTEMS:
+        step = summary[f"{s}_step_s"]
+        if step is None:
+            continue
+        cells = [
+            shape,
+            s,
+            f"{step:.3f} ({summary[s + '_step_min_s']:.3f})",
+            f"{summary[s + '_rollout_s']:.3f}",
+            f"{summary[s + '_update_s']:.3f}",
+            f"{summary[s + '_first_step_s']:.1f}",
+            f"{summary['peak_rss_mb'][s] / 1000:.1f} GB",
+            f"{summary['parity_max_abs_diff'][s]:.1e}",
+        ]
+        rows.append("| " + " | ".join(cells) + " |")
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shape", choices=tuple(SHAPES), default="reczero")
@@ -445,6 +468,7 @@ def main(argv=None) -> int:
         if errors:
             summary["errors"] = errors
     print_table(summary)
+    print("README rows:", *markdown_rows(summary), sep="\n")
     print(json.dumps(summary))
     return 1 if errors else 0
 

@@ -145,3 +145,16 @@ def test_trl_step_at_the_micro_shape():
     assert result["parity_max_abs_diff"]["trl"] <= 1e-4
     assert result["versions"]["trl"]["trl"] == "1.16.0"
     assert result["ours_step_s"] is None and result["speedup_vs_trl"] is None
+
+
+def test_markdown_rows_of_a_summary(bench):
+    summary = {"shape": "reczero", "peak_rss_mb": {"ours": 3110.4, "trl": 4468.0},
+               "parity_max_abs_diff": {"ours": 1.6e-06, "trl": 0.0}}  # fmt: skip
+    for s, step in (("ours", 2.7691), ("trl", 20.8612), ("tunix", None)):
+        summary.update({f"{s}_step_s": step, f"{s}_step_min_s": 2.7031, f"{s}_rollout_s": 0.9894,
+                        f"{s}_update_s": 1.7943, f"{s}_first_step_s": 12.21})  # fmt: skip
+    rows = bench.markdown_rows(summary)
+    assert rows == [
+        "| RecZero | ours | 2.769 (2.703) | 0.989 | 1.794 | 12.2 | 3.1 GB | 1.6e-06 |",
+        "| RecZero | trl | 20.861 (2.703) | 0.989 | 1.794 | 12.2 | 4.5 GB | 0.0e+00 |",
+    ]  # tunix did not run: no row
