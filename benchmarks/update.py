@@ -141,12 +141,12 @@ def random_batch(config: ModelConfig, b: int, g: int, p: int, t: int, seed: int 
     )
 
 
-def time_phases(params, forward, mesh, batch, micro: int, repeats: int) -> dict:
-    """Median seconds of the first micro-batch's training forward (the loss only) and of
-    its gradient (forward + backward), each jitted alone with the step's shardings;
+def time_phases(params, objective, mesh, batch, micro: int, repeats: int) -> dict:
+    """Median seconds of ``objective`` on the first micro-batch: its loss alone (the
+    training forward) and its gradient (forward + backward), each jitted alone with the
+    step's shardings;
     ``backward_over_forward`` = (grad - forward) / forward, which is about 2 when the
     backward runs at the forward's rate (it does twice the forward's FLOPs)."""
-    objective = GRPOObjective(forward, GRPOLoss())
     first = jax.tree.map(lambda x: x[:micro], batch)
 
     def loss(p, mb):
@@ -200,7 +200,8 @@ def run(args) -> dict:
         logits_remat=not args.no_logits_remat,
         attention=args.attention,
     )
-    step = jit_train_step(state, mesh, GRPOObjective(forward, GRPOLoss()), micro)
+    objective = GRPOObjective(forward, GRPOLoss())
+    step = jit_train_step(state, mesh, objective, micro)
     batch = jax.device_put(random_batch(config, b, g, p, t), batch_sharding(mesh))
     tick = time.perf_counter()
     compiled = step.lower(state, batch).compile()
@@ -271,14 +272,13 @@ def run(args) -> dict:
 
         out["profile"] = profile_call(one_step, args.profile)
     if args.phases:
-        out.update(time_phases(state.params, forward, mesh, batch, micro, args.steps))
+        out.update(time_phases(state.params, objective, mesh, batch, micro, args.steps))
     if args.measure_peak:
         # 8192^3 on accelerators; 2048^3 on CPU (the same rate, in seconds, not minutes)
         n = 2048 if devices[0].platform == "cpu" else 8192
         measured = measured_matmul_flops(n, dtype=dtype)
         out["measured_matmul_flops"] = round(measured, 1)
         out["measured_matmul_dtype"] = args.dtype
-        out["measured_matmul_flops"] = round(measured, 1)
         out["mfu_vs_measured"] = round(rate / measured, 4)
     return out
 
