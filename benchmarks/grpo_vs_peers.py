@@ -5,7 +5,8 @@ GRPOLearner, on the same tiny random Qwen2 checkpoint and the same prompt token 
     python3 -m venv /work/tunix-venv && /work/tunix-venv/bin/pip install \\
         google-tunix==0.1.7 jax==0.10.2 jaxlib==0.10.2 flax==0.12.8 optax==0.2.8 numpy==2.4.6
     python benchmarks/grpo_vs_peers.py --tunix-python /work/tunix-venv/bin/python
-    python benchmarks/grpo_vs_peers.py --shape short --tunix-python /work/tunix-venv/bin/python
+    python benchmarks/grpo_vs_peers.py --shape short --rounds 5 \\
+        --tunix-python /work/tunix-venv/bin/python
 
 tunix gets its own venv because it needs ``safetensors<0.8`` (this project pins 0.8.0 for
 transformers 5.24); the command above pulls no torch (it brings jax 0.10.2, flax 0.12.8,
@@ -52,6 +53,12 @@ median and min are reported, with the rollout (generation + reward + advantages)
 generation alone and the update where the system lets them be timed, and the peak RSS of
 each subprocess. The LAST line printed is one JSON object.
 
+``--rounds R`` runs every system R times, the order rotating each round (ours, TRL,
+tunix; then TRL, tunix, ours; ...), and pools the timed steps of all rounds into each
+system's median and min; ``round_speedups`` gives every round's ratio on its own. A shared
+machine has slow phases of tens of seconds (here a decode step then takes twice as long):
+in a single round one system can be caught in one and the others not.
+
 Run it on an otherwise idle machine: torch's OpenMP threads spin-wait, and with other
 work on the same cores TRL's generation slowed from 0.3 s to 9 s per step here (at
 ``--shape short``), and our update at the default shape from 5.5 s to 12 s.
@@ -68,6 +75,7 @@ import importlib.util
 import json
 import os
 import pathlib
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -251,11 +259,14 @@ def child_env(system: str) -> dict:
     return env
 
 
-def run_worker(system: str, python: str, workdir: pathlib.Path, timeout: float) -> dict:
+def run_worker(
+    system: str, python: str, workdir: pathlib.Path, timeout: float, tag: str = ""
+) -> dict:
     """Runs one worker to completion; returns its JSON plus ``exit_code``, ``wall_s``,
-    ``peak_rss_child_mb`` (``wait4``'s ru_maxrss of that child alone) and ``log``."""
-    out = workdir / f"{system}.json"
-    log = workdir / f"{system}.log"
+    ``peak_rss_child_mb`` (``wait4``'s ru_maxrss of that child alone) and ``log``. Its
+    files are ``workdir/{system}{tag}.json`` and ``.log``."""
+    out = workdir / f"{system}{tag}.json"
+    log = workdir / f"{system}{tag}.log"
     cmd = [python, str(PEERS / WORKERS[system]), "--spec", str(workdir / "spec.json")]
     cmd += ["--out", str(out)]
     start, load = time.perf_counter(), os.getloadavg()[0]
@@ -279,6 +290,36 @@ def run_worker(system: str, python: str, workdir: pathlib.Path, timeout: float) 
         log=str(log),
     )
     return result
+
+
+def round_order(r: int) -> tuple[str, ...]:
+    """The systems' order in round ``r``: SYSTEMS rotated by r, so that each system runs
+    first, second and last in turn."""
+    k = r % len(SYSTEMS)
+    return SYSTEMS[k:] + SYSTEMS[:k]
+
+
+def pool_rounds(runs: list[dict], warmup: int) -> dict:
+    """One system's result over its rounds (each a worker's JSON from :func:`run_worker`):
+    the median and min of every phase over the timed steps of ALL rounds, each round's
+    own median step (``round_step_s``), the first round's first step, the largest peak RSS
+    and parity difference, and the load average around each round."""
+    out = dict(runs[0])
+    timed = [step for r in runs for step in r["per_step"][warmup:]]
+    for phase in sorted({k for step in timed for k in step}):
+        values = [step[phase] for step in timed if phase in step]
+        out[f"{phase}_s"] = round(statistics.median(values), 4)
+        out[f"{phase}_min_s"] = round(min(values), 4)
+    out["steps_timed"] = len(timed)
+    out["per_step"] = [step for r in runs for step in r["per_step"]]
+    out["round_step_s"] = [r.get("step_s") for r in runs]
+    out["peak_rss_child_mb"] = max(r["peak_rss_child_mb"] for r in runs)
+    out["parity_max_abs_diff"] = max(r["parity_max_abs_diff"] for r in runs)
+    out["loadavg_1min"] = [r["loadavg_1min"] for r in runs]
+    out["wall_s"] = round(sum(r["wall_s"] for r in runs), 1)
+    if out.get("rollout_tokens") and out.get("generate_s"):
+        out["rollout_tokens_per_s"] = round(out["rollout_tokens"] / out["generate_s"], 1)
+    return out
 
 
 def log_tail(path: str, lines: int = 30) -> str:
@@ -320,6 +361,7 @@ def summarize(spec: dict, results: dict, skipped: dict) -> dict:
         "new_tokens": shape["new_tokens"],
         "steps_timed": spec["steps"],
         "warmup_steps": spec["warmup"],
+        "rounds": spec.get("rounds", 1),
         "model": "random qwen2 (hidden 256, 4 layers, 4 heads x 64, 2 kv heads, "
         "intermediate 688, vocab 4096, tied), float32",
         "cpus": os.cpu_count(),
@@ -342,9 +384,14 @@ def summarize(spec: dict, results: dict, skipped: dict) -> dict:
     out["ours_rollout_tokens_per_s"] = (results.get("ours") or {}).get("rollout_tokens_per_s")
     out["ours_settings"] = (results.get("ours") or {}).get("settings")
     ours = out["ours_step_s"]
+    rounds = {}
     for peer in ("trl", "tunix"):
         theirs = out[f"{peer}_step_s"]
         out[f"speedup_vs_{peer}"] = round(theirs / ours, 2) if ours and theirs else None
+        if out[f"speedup_vs_{peer}"] is not None:  # each round's medians on their own
+            pairs = zip(results["ours"]["round_step_s"], results[peer]["round_step_s"])
+            rounds[peer] = [round(t / o, 2) for o, t in pairs]
+    out["round_speedups"] = rounds
     out["peak_rss_mb"] = peak
     out["parity_max_abs_diff"] = parity
     out["versions"] = {
@@ -369,6 +416,7 @@ def print_table(summary: dict) -> None:
         f"GRPO step, shape {summary['shape']}: {summary['prompts']} prompts x "
         f"{summary['prompt_len']} tokens, G = {summary['generations']}, "
         f"{summary['new_tokens']} new tokens; median (min) of {summary['steps_timed']} steps"
+        f" x {summary['rounds']} round(s)"
     )
     head = ("step s", "rollout s", "generate s", "update s", "first s", "peak MB", "parity")
     widths = (16, 10, 11, 9, 8, 8, 9)
@@ -390,6 +438,8 @@ def print_table(summary: dict) -> None:
         ]
         print(f"{s:8} " + " ".join(cells))
     print(f"speedup vs TRL {summary['speedup_vs_trl']}, vs tunix {summary['speedup_vs_tunix']}")
+    for peer, values in summary["round_speedups"].items():
+        print(f"  round by round vs {peer}: {values}")
 
 
 def markdown_rows(summary: dict) -> list[str]:
@@ -421,6 +471,12 @@ def main(argv=None) -> int:
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per system")
     parser.add_argument("--warmup", type=int, default=2, help="untimed first steps")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every system this many times, in a rotating order, and pool their steps",
+    )
     parser.add_argument("--tunix-python", default=None, help="python of a venv with tunix")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", default=None, help="keep the inputs and logs here")
@@ -433,37 +489,51 @@ def main(argv=None) -> int:
     unknown = set(systems) - set(SYSTEMS)
     if unknown or not systems:
         parser.error(f"--systems: unknown {sorted(unknown)}; choose from {SYSTEMS}")
-    if args.steps < 1 or args.warmup < 0:
-        parser.error("--steps must be >= 1 and --warmup >= 0")
+    if args.steps < 1 or args.warmup < 0 or args.rounds < 1:
+        parser.error("--steps and --rounds must be >= 1 and --warmup >= 0")
 
     with tempfile.TemporaryDirectory(prefix="grpo_vs_peers_") as tmp:
         workdir = pathlib.Path(args.workdir or tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         spec = prepare(workdir, args.shape, args.steps, args.warmup, args.seed, args.torch_threads)
-        results, skipped, errors = {}, {}, {}
+        spec["rounds"] = args.rounds
+        runs: dict[str, list[dict]] = {}
+        skipped, errors = {}, {}
         for system in SYSTEMS:
-            if system not in systems:
-                skipped[system] = "not in --systems"
-                continue
-            reason = skip_reason(system, args.tunix_python)
+            reason = "not in --systems" if system not in systems else None
+            reason = reason or skip_reason(system, args.tunix_python)
             if reason:
                 skipped[system] = reason
-                print(f"{system}: skipped: {reason}", flush=True)
-                continue
-            python = args.tunix_python if system == "tunix" else sys.executable
-            print(f"{system}: running ({args.warmup} + {args.steps} steps)...", flush=True)
-            r = run_worker(system, python, workdir, args.timeout)
-            results[system] = r
-            if r["exit_code"] != 0:
-                tail = log_tail(r["log"])
-                print(f"{system}: FAILED (exit {r['exit_code']}); log tail:\n{tail}", flush=True)
-                errors[system] = tail.splitlines()[-1] if tail else f"exit {r['exit_code']}"
-                if "refusing to time it" in tail:  # a parity failure stops the benchmark
-                    raise SystemExit(f"{system}: logit parity failed: {errors[system]}")
-                continue
-            print(f"{system}: median {r.get('step_s')} s/step, min {r.get('step_min_s')}, "
-                  f"parity {r.get('parity_max_abs_diff'):.2e}, "
-                  f"peak {r['peak_rss_child_mb']} MB", flush=True)  # fmt: skip
+                if system in systems:
+                    print(f"{system}: skipped: {reason}", flush=True)
+            else:
+                runs[system] = []
+        for r in range(args.rounds):
+            for system in round_order(r):
+                if system not in runs or system in errors:
+                    continue
+                python = args.tunix_python if system == "tunix" else sys.executable
+                tag = f".r{r}" if args.rounds > 1 else ""
+                print(f"{system}: running ({args.warmup} + {args.steps} steps)"
+                      f"{f', round {r + 1} of {args.rounds}' if args.rounds > 1 else ''}...",
+                      flush=True)  # fmt: skip
+                run = run_worker(system, python, workdir, args.timeout, tag)
+                runs[system].append(run)
+                if run["exit_code"] != 0:
+                    tail = log_tail(run["log"])
+                    print(f"{system}: FAILED (exit {run['exit_code']}); log tail:\n{tail}",
+                          flush=True)  # fmt: skip
+                    errors[system] = tail.splitlines()[-1] if tail else f"exit {run['exit_code']}"
+                    if "refusing to time it" in tail:  # a parity failure stops the benchmark
+                        raise SystemExit(f"{system}: logit parity failed: {errors[system]}")
+                    continue
+                print(f"{system}: median {run.get('step_s')} s/step, min {run.get('step_min_s')}, "
+                      f"parity {run.get('parity_max_abs_diff'):.2e}, "
+                      f"peak {run['peak_rss_child_mb']} MB", flush=True)  # fmt: skip
+        results = {
+            system: pool_rounds(r, args.warmup) if system not in errors else r[-1]
+            for system, r in runs.items()
+        }
         summary = summarize(spec, results, skipped)
         if errors:
             summary["errors"] = errors

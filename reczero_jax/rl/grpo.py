@@ -205,9 +205,12 @@ def collect_groups(draw, cfg: GRPOSettings) -> tuple[GRPOBatch, dict[str, float]
 
 
 def minibatches(batch: GRPOBatch, n: int, key: jax.Array) -> list[GRPOBatch]:
-    """The B groups split into ``n`` mini-batches (in a random order of ``key`` when n > 1)."""
+    """The B groups split into ``n`` mini-batches (in a random order of ``key`` when n > 1;
+    with n == 1, the batch itself: no copy)."""
+    if n == 1:
+        return [batch]
     b = batch.prompt.shape[0]
-    order = np.asarray(jax.random.permutation(key, b)) if n > 1 else np.arange(b)
+    order = np.asarray(jax.random.permutation(key, b))
     size = b // n
     return [
         jax.tree.map(lambda x, sel=order[i * size : (i + 1) * size]: x[sel], batch)

@@ -158,3 +158,34 @@ def test_markdown_rows_of_a_summary(bench):
         "| RecZero | ours | 2.769 (2.703) | 0.989 | 1.794 | 12.2 | 3.1 GB | 1.6e-06 |",
         "| RecZero | trl | 20.861 (2.703) | 0.989 | 1.794 | 12.2 | 4.5 GB | 0.0e+00 |",
     ]  # tunix did not run: no row
+
+
+def test_rounds_rotate_the_order_and_pool_every_timed_step(bench):
+    assert [bench.round_order(r)[0] for r in range(4)] == ["ours", "trl", "tunix", "ours"]
+    assert all(sorted(bench.round_order(r)) == sorted(bench.SYSTEMS) for r in range(3))
+
+    def run(steps, peak, parity, load):
+        per_step = [{"step": x, "update": x / 2} for x in steps]
+        return {"per_step": per_step, "step_s": float(np.median(steps[1:])), "exit_code": 0,
+                "peak_rss_child_mb": peak, "parity_max_abs_diff": parity,
+                "loadavg_1min": load, "wall_s": 3.0, "rollout_tokens": 64}  # fmt: skip
+
+    # warmup 1: round 1 times 0.2, 0.3, 0.25; round 2 (a slow phase) 0.5, 0.6, 0.4
+    pooled = bench.pool_rounds(
+        [run([9.0, 0.2, 0.3, 0.25], 100.0, 1e-6, [1.0, 1.1]),
+         run([8.0, 0.5, 0.6, 0.4], 120.0, 2e-6, [1.1, 1.2])], warmup=1
+    )  # fmt: skip
+    assert pooled["step_s"] == pytest.approx(0.35)  # median of the 6 timed steps
+    assert pooled["step_min_s"] == 0.2 and pooled["update_s"] == pytest.approx(0.175)
+    assert pooled["round_step_s"] == [0.25, 0.5] and pooled["steps_timed"] == 6
+    assert pooled["peak_rss_child_mb"] == 120.0 and pooled["parity_max_abs_diff"] == 2e-6
+    assert pooled["loadavg_1min"] == [[1.0, 1.1], [1.1, 1.2]] and pooled["wall_s"] == 6.0
+
+    theirs = bench.pool_rounds([run([9.0, 0.5, 0.5, 0.5], 1, 0, [0, 0]),
+                                run([9.0, 0.6, 0.6, 0.6], 1, 0, [0, 0])], warmup=1)  # fmt: skip
+    shape = {"name": "short", "prompts": 4, "prompt_len": 30, "generations": 4, "new_tokens": 64}
+    spec = {"shape": shape, "steps": 3, "warmup": 1, "threads": 2, "rounds": 2}
+    summary = bench.summarize(spec, {"ours": pooled, "tunix": theirs}, {"trl": "absent"})
+    assert summary["speedup_vs_tunix"] == round(0.55 / 0.35, 2)
+    assert summary["round_speedups"] == {"tunix": [2.0, 1.2]}
+    assert summary["speedup_vs_trl"] is None and summary["rounds"] == 2

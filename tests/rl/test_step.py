@@ -141,3 +141,17 @@ def test_sharded_step_equals_unsharded():
         eight.params,
     )
     assert m1["loss"] == pytest.approx(m8["loss"], rel=1e-5, abs=1e-6)
+
+
+def test_minibatches_split_the_groups_once_each_and_pass_one_batch_through():
+    from reczero_jax.rl.grpo import minibatches
+
+    batch = make_batch(b=8)
+    assert minibatches(batch, 1, jax.random.key(0))[0] is batch  # no copy for one
+    parts = minibatches(batch, 4, jax.random.key(0))
+    assert [p.prompt.shape[0] for p in parts] == [2, 2, 2, 2]
+    rows = np.concatenate([np.asarray(p.advantages) for p in parts])
+    order = [int(np.flatnonzero((np.asarray(batch.advantages) == r).all(-1))[0]) for r in rows]
+    assert sorted(order) == list(range(8)) and order != list(range(8))
+    for p, i in zip(parts, np.reshape(order, (4, 2)), strict=True):
+        np.testing.assert_array_equal(p.resp, np.asarray(batch.resp)[i])

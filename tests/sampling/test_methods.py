@@ -8,7 +8,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from reczero_jax.sampling.methods import Greedy, Sampling, draw, inverse_cdf_draw
+from reczero_jax.sampling.methods import (
+    Greedy,
+    Sampling,
+    block_size,
+    draw,
+    inverse_cdf_draw,
+    inverse_cdf_index,
+)
 
 
 def _frequencies(logits, method, draws=20000):
@@ -55,6 +62,42 @@ def test_inverse_cdf_draw_skips_zero_probability_entries_and_uses_one_uniform_pe
     assert abs((index == 1).mean() - 0.5) < 0.03
     # rows are independent: different rows of the same distribution differ
     assert len(np.unique(index[:20])) == 2
+
+
+@pytest.mark.parametrize("v", [5, 100, 997, 4096])
+def test_inverse_cdf_index_equals_one_running_sum_over_the_vocabulary(v):
+    """The two-level search returns the first index whose running sum exceeds u * total,
+    as one float64 prefix sum does; whole zero blocks and a padded tail (997) included."""
+    rng = np.random.default_rng(v)
+    n = 400
+    w = rng.exponential(size=(n, v)).astype(np.float32)
+    w[rng.random((n, v)) < 0.3] = 0.0
+    w[:, : 3 * block_size(v)] = 0.0  # leading blocks with no mass
+    w[:, -1] = 1.0  # every row has mass
+    u = rng.random(n).astype(np.float32)
+    got = np.asarray(inverse_cdf_index(jnp.asarray(w), jnp.asarray(u)))
+    cdf = np.cumsum(w.astype(np.float64), axis=-1)
+    point = u.astype(np.float64) * cdf[:, -1]
+    want = (cdf <= point[:, None]).sum(-1)
+    # away from a boundary of the running sum, float32 rounding cannot move the draw
+    clear = np.abs(cdf - point[:, None]).min(-1) > 1e-5 * cdf[:, -1]
+    assert clear.mean() > 0.9
+    np.testing.assert_array_equal(got[clear], want[clear])
+    assert np.all(w[np.arange(n), got] > 0)
+
+
+def test_inverse_cdf_index_never_returns_a_zero_weight_past_the_total():
+    w = np.zeros((3, 4096), np.float32)
+    w[:, 100] = 0.25
+    w[:, 2000:2003] = 0.25
+    u = np.array([1.0, np.nextafter(np.float32(1.0), np.float32(0.0)), 0.0], np.float32)
+    got = np.asarray(inverse_cdf_index(jnp.asarray(w), jnp.asarray(u)))
+    np.testing.assert_array_equal(got, [2002, 2002, 100])
+
+
+def test_block_sizes_divide_the_common_vocabularies():
+    assert [block_size(v) for v in (4096, 151936, 128256, 32000)] == [64, 128, 256, 128]
+    assert block_size(997) == 32  # prime: padded to 1,024
 
 
 def test_greedy_takes_the_argmax():
