@@ -75,7 +75,6 @@ import importlib.util
 import json
 import os
 import pathlib
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -87,6 +86,9 @@ import numpy as np
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
 PEERS = HERE / "peers"
+sys.path.insert(0, str(PEERS))
+
+import peer_common  # noqa: E402  (the workers' shared module: standard library and numpy)
 
 SHAPES = {
     "reczero": dict(prompts=4, prompt_len=1024, generations=8, new_tokens=128),
@@ -304,12 +306,8 @@ def pool_rounds(runs: list[dict], warmup: int) -> dict:
     the median and min of every phase over the timed steps of ALL rounds, each round's
     own median step (``round_step_s``), the first round's first step, the largest peak RSS
     and parity difference, and the load average around each round."""
-    out = dict(runs[0])
     timed = [step for r in runs for step in r["per_step"][warmup:]]
-    for phase in sorted({k for step in timed for k in step}):
-        values = [step[phase] for step in timed if phase in step]
-        out[f"{phase}_s"] = round(statistics.median(values), 4)
-        out[f"{phase}_min_s"] = round(min(values), 4)
+    out = {**runs[0], **peer_common.phase_stats(timed)}
     out["steps_timed"] = len(timed)
     out["per_step"] = [step for r in runs for step in r["per_step"]]
     out["round_step_s"] = [r.get("step_s") for r in runs]

@@ -113,13 +113,18 @@ class StepTimes:
             "first_step_s": round(self.steps[0]["step"], 4) if self.steps else None,
             "per_step": [{k: round(v, 4) for k, v in s.items()} for s in self.steps],
         }
-        if not timed:
-            return out
-        for phase in sorted({k for s in timed for k in s}):
-            values = [s[phase] for s in timed if phase in s]
-            out[f"{phase}_s"] = round(statistics.median(values), 4)
-            out[f"{phase}_min_s"] = round(min(values), 4)
-        return out
+        return {**out, **phase_stats(timed)}
+
+
+def phase_stats(steps: list[dict[str, float]]) -> dict:
+    """``{phase}_s`` (median) and ``{phase}_min_s`` of every phase over ``steps`` (each a
+    step's seconds by phase); empty for no steps."""
+    out = {}
+    for phase in sorted({k for s in steps for k in s}):
+        values = [s[phase] for s in steps if phase in s]
+        out[f"{phase}_s"] = round(statistics.median(values), 4)
+        out[f"{phase}_min_s"] = round(min(values), 4)
+    return out
 
 
 # ---------------------------------------------------------------------------- memory

@@ -65,20 +65,22 @@ class Sampling:
 Method = Greedy | Sampling
 
 
-def _truncate(scaled_nv: jax.Array, method: Sampling) -> jax.Array:
-    """Sets logits outside the top-k / top-p set to -inf."""
-    neg_inf = jnp.finfo(scaled_nv.dtype).min
+def _kept(scaled_nv: jax.Array, method: Sampling) -> jax.Array:
+    """bool [N, V]: the tokens inside the top-k / top-p set (all of them when neither is
+    set; the most likely token always)."""
+    keep = jnp.ones(scaled_nv.shape, bool)
     if method.top_k > 0 and method.top_k < scaled_nv.shape[-1]:
         kth = jax.lax.top_k(scaled_nv, method.top_k)[0][..., -1:]
-        scaled_nv = jnp.where(scaled_nv < kth, neg_inf, scaled_nv)
+        keep = scaled_nv >= kth
     if method.top_p < 1.0:
-        sorted_desc = jnp.sort(scaled_nv, axis=-1)[..., ::-1]
+        masked = jnp.where(keep, scaled_nv, jnp.finfo(scaled_nv.dtype).min)
+        sorted_desc = jnp.sort(masked, axis=-1)[..., ::-1]
         probs = jax.nn.softmax(sorted_desc, axis=-1)
         mass_before = jnp.cumsum(probs, axis=-1) - probs  # mass of strictly better tokens
-        keep = mass_before < method.top_p  # the first token is always kept
-        threshold = jnp.min(jnp.where(keep, sorted_desc, jnp.inf), axis=-1, keepdims=True)
-        scaled_nv = jnp.where(scaled_nv < threshold, neg_inf, scaled_nv)
-    return scaled_nv
+        in_set = mass_before < method.top_p  # the first token is always kept
+        threshold = jnp.min(jnp.where(in_set, sorted_desc, jnp.inf), axis=-1, keepdims=True)
+        keep = keep & (scaled_nv >= threshold)
+    return keep
 
 
 def draw(logits_nv: jax.Array, key: jax.Array, method: Method) -> tuple[jax.Array, jax.Array]:
@@ -102,7 +104,7 @@ def draw(logits_nv: jax.Array, key: jax.Array, method: Method) -> tuple[jax.Arra
     weights = jnp.exp(scaled - top)  # [N, V] unnormalised probabilities
     log_total = top[:, 0] + jnp.log(jnp.sum(weights, axis=-1))
     truncated = method.top_k > 0 or method.top_p < 1.0
-    kept = jnp.exp(_truncate(scaled, method) - top) if truncated else weights
+    kept = jnp.where(_kept(scaled, method), weights, 0.0) if truncated else weights
     tokens = inverse_cdf_draw(kept, key)
     return tokens, _pick(scaled, tokens) - log_total
 
