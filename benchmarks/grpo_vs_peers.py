@@ -241,9 +241,13 @@ def prepare(
 
 
 # ------------------------------------------------------------------------- workers
-def child_env(system: str) -> dict:
+def child_env(system: str, peers_huge_pages: bool = False) -> dict:
     """The parent's environment, offline, on the machine's real devices (without a
-    ``--xla_force_host_platform_device_count`` that a test run may have set)."""
+    ``--xla_force_host_platform_device_count`` that a test run may have set). With
+    ``peers_huge_pages``, TRL and tunix also get the glibc tunable that ours sets for
+    itself (``reczero_jax.huge_pages``)."""
+    from reczero_jax.huge_pages import with_tunable
+
     env = dict(os.environ)
     flags = [f for f in env.get("XLA_FLAGS", "").split() if "force_host_platform" not in f]
     env["XLA_FLAGS"] = " ".join(flags)
@@ -258,11 +262,18 @@ def child_env(system: str) -> dict:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     else:
         env.pop("PYTHONPATH", None)
+        if peers_huge_pages:
+            env["GLIBC_TUNABLES"] = with_tunable(env.get("GLIBC_TUNABLES", ""))
     return env
 
 
 def run_worker(
-    system: str, python: str, workdir: pathlib.Path, timeout: float, tag: str = ""
+    system: str,
+    python: str,
+    workdir: pathlib.Path,
+    timeout: float,
+    tag: str = "",
+    peers_huge_pages: bool = False,
 ) -> dict:
     """Runs one worker to completion; returns its JSON plus ``exit_code``, ``wall_s``,
     ``peak_rss_child_mb`` (``wait4``'s ru_maxrss of that child alone) and ``log``. Its
@@ -274,7 +285,11 @@ def run_worker(
     start, load = time.perf_counter(), os.getloadavg()[0]
     with open(log, "w") as log_file:
         proc = subprocess.Popen(
-            cmd, stdout=log_file, stderr=subprocess.STDOUT, env=child_env(system), cwd=ROOT
+            cmd,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=child_env(system, peers_huge_pages),
+            cwd=ROOT,
         )
         killer = threading.Timer(timeout, proc.kill)
         killer.start()
@@ -315,6 +330,9 @@ def pool_rounds(runs: list[dict], warmup: int) -> dict:
     out["parity_max_abs_diff"] = max(r["parity_max_abs_diff"] for r in runs)
     out["loadavg_1min"] = [r["loadavg_1min"] for r in runs]
     out["wall_s"] = round(sum(r["wall_s"] for r in runs), 1)
+    faults = [r.get("minor_faults_per_step") for r in runs]
+    faults = [f for f in faults if f is not None]
+    out["minor_faults_per_step"] = int(np.median(faults)) if faults else None
     if out.get("rollout_tokens") and out.get("generate_s"):
         out["rollout_tokens_per_s"] = round(out["rollout_tokens"] / out["generate_s"], 1)
     return out
@@ -365,7 +383,7 @@ def summarize(spec: dict, results: dict, skipped: dict) -> dict:
         "cpus": os.cpu_count(),
         "torch_threads": spec["threads"],
     }
-    parity, versions, peak, load = {}, {}, {}, {}
+    parity, versions, peak, load, faults, tunables = {}, {}, {}, {}, {}, {}
     for system in SYSTEMS:
         r = results.get(system) or {}
         ok = system in results and r.get("exit_code") == 0
@@ -379,6 +397,8 @@ def summarize(spec: dict, results: dict, skipped: dict) -> dict:
         parity[system] = r.get("parity_max_abs_diff")
         versions[system] = r.get("versions")
         load[system] = r.get("loadavg_1min")
+        faults[system] = r.get("minor_faults_per_step") if ok else None
+        tunables[system] = r.get("glibc_tunables") if ok else None
     out["ours_rollout_tokens_per_s"] = (results.get("ours") or {}).get("rollout_tokens_per_s")
     out["ours_settings"] = (results.get("ours") or {}).get("settings")
     ours = out["ours_step_s"]
@@ -391,6 +411,9 @@ def summarize(spec: dict, results: dict, skipped: dict) -> dict:
             rounds[peer] = [round(t / o, 2) for o, t in pairs]
     out["round_speedups"] = rounds
     out["peak_rss_mb"] = peak
+    # minor page faults of a timed step, and the glibc tunables each process ran with
+    out["minor_faults_per_step"] = faults
+    out["glibc_tunables"] = tunables
     out["parity_max_abs_diff"] = parity
     out["versions"] = {
         "python": sys.version.split()[0],
@@ -435,6 +458,10 @@ def print_table(summary: dict) -> None:
             f"{parity:>9.1e}" if parity is not None else f"{'-':>9}",
         ]
         print(f"{s:8} " + " ".join(cells))
+    for s in SYSTEMS:
+        if summary[f"{s}_step_s"] is not None:
+            print(f"  {s}: {summary['minor_faults_per_step'][s]} minor page faults a step, "
+                  f"GLIBC_TUNABLES={summary['glibc_tunables'][s]!r}")  # fmt: skip
     print(f"speedup vs TRL {summary['speedup_vs_trl']}, vs tunix {summary['speedup_vs_tunix']}")
     for peer, values in summary["round_speedups"].items():
         print(f"  round by round vs {peer}: {values}")
@@ -482,6 +509,11 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--torch-threads", type=int, default=0, help="TRL's torch threads (default: CPU count)"
     )
+    parser.add_argument(
+        "--peers-huge-pages",
+        action="store_true",
+        help="give TRL and tunix the glibc tunable ours sets for itself (glibc.malloc.hugetlb=1)",
+    )
     args = parser.parse_args(argv)
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = set(systems) - set(SYSTEMS)
@@ -515,7 +547,7 @@ def main(argv=None) -> int:
                 print(f"{system}: running ({args.warmup} + {args.steps} steps)"
                       f"{f', round {r + 1} of {args.rounds}' if args.rounds > 1 else ''}...",
                       flush=True)  # fmt: skip
-                run = run_worker(system, python, workdir, args.timeout, tag)
+                run = run_worker(system, python, workdir, args.timeout, tag, args.peers_huge_pages)
                 runs[system].append(run)
                 if run["exit_code"] != 0:
                     tail = log_tail(run["log"])

@@ -222,4 +222,7 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
+    from reczero_jax.huge_pages import reexec_with_huge_pages
+
+    reexec_with_huge_pages()  # glibc's malloc on huge pages (restarts once; see its module)
     app.run(main, flags_parser=parse_flags)

@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import pathlib
+import resource
 import statistics
 import time
 
@@ -35,6 +36,9 @@ def load_spec(path: str | os.PathLike) -> dict:
 def write_result(path: str | os.PathLike, result: dict) -> None:
     result = dict(result)
     result.setdefault("peak_rss_mb", peak_rss_mb())
+    # glibc's malloc settings the process ran with (ours: glibc.malloc.hugetlb=1, which
+    # reczero_jax.main sets; the peers: the parent's, plus it under --peers-huge-pages)
+    result.setdefault("glibc_tunables", os.environ.get("GLIBC_TUNABLES", ""))
     pathlib.Path(path).write_text(json.dumps(result, indent=1))
 
 
@@ -83,16 +87,25 @@ def versions(*packages: str) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------------- timing
+def minor_faults() -> int:
+    """This process's minor page faults so far (each a page the kernel mapped, and
+    zeroed when fresh, on first touch)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 class StepTimes:
-    """Per-step seconds by phase ('step', 'rollout', 'generate', 'update'...)."""
+    """Per-step seconds by phase ('step', 'rollout', 'generate', 'update'...), and each
+    step's minor page faults."""
 
     def __init__(self):
         self.steps: list[dict[str, float]] = []
+        self.faults: list[int] = []
         self._current: dict[str, float] = {}
         self._start = None
+        self._faults = 0
 
     def begin(self) -> None:
-        self._current, self._start = {}, time.perf_counter()
+        self._current, self._start, self._faults = {}, time.perf_counter(), minor_faults()
 
     def add(self, phase: str, seconds: float) -> None:
         self._current[phase] = self._current.get(phase, 0.0) + seconds
@@ -102,16 +115,20 @@ class StepTimes:
             return
         self._current["step"] = time.perf_counter() - self._start
         self.steps.append(self._current)
+        self.faults.append(minor_faults() - self._faults)
         self._start = None
 
     def summary(self, warmup: int) -> dict:
-        """Median and min of every phase over the steps after ``warmup``, and the first
-        step (compilation included) on its own."""
+        """Median and min of every phase over the steps after ``warmup``, the first step
+        (compilation included) on its own, and the median minor page faults of a timed
+        step."""
         timed = self.steps[warmup:]
+        faults = self.faults[warmup:]
         out: dict = {
             "steps_timed": len(timed),
             "first_step_s": round(self.steps[0]["step"], 4) if self.steps else None,
             "per_step": [{k: round(v, 4) for k, v in s.items()} for s in self.steps],
+            "minor_faults_per_step": int(statistics.median(faults)) if faults else None,
         }
         return {**out, **phase_stats(timed)}
 

@@ -7,7 +7,9 @@ sampler: each prompt prefilled once for its G answers; the reward on the token i
 jnp; group advantages) and one jitted ``rl.step`` train step with
 ``rl.grpo.grpo_objective`` (the grouped training forward: each prompt processed once per
 group). Only checkpointing, logging and validation are left out. EOS and stop strings
-are disabled, so every answer has exactly T tokens.
+are disabled, so every answer has exactly T tokens. The process starts as
+``python -m reczero_jax.main`` does: ``reczero_jax.huge_pages`` restarts it once with
+glibc's malloc on transparent huge pages.
 
     python benchmarks/peers/run_ours.py --spec SPEC.json --out RESULT.json
 """
@@ -93,6 +95,9 @@ def make_reward_fn(reward: dict):
 
 def main() -> int:
     args = peer_common.parse_args(__doc__.split("\n\n")[0])
+    from reczero_jax.huge_pages import reexec_with_huge_pages, status
+
+    reexec_with_huge_pages()  # as ``python -m reczero_jax.main`` starts (restarts once)
     spec = peer_common.load_spec(args.spec)
 
     import jax
@@ -173,6 +178,7 @@ def main() -> int:
             "model.remat": settings.model.remat,
             "model.logits_remat": settings.model.logits_remat,
             "model.scan_layers": settings.model.scan_layers,
+            "huge_pages": status(),
         },
         **summary,
     }

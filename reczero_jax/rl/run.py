@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from etils import epath
 
-from reczero_jax import multihost
+from reczero_jax import huge_pages, multihost
 from reczero_jax.baselines.evaluate import baseline_results
 from reczero_jax.checkpointing import Checkpointer
 from reczero_jax.data.loader import LoadedData, load_data
@@ -192,6 +192,7 @@ def _run(s: Settings, workdir: epath.Path, data: LoadedData, t0: float) -> dict:
     log.info(
         "%s: %s parameters on %s", s.mode, f"{cfg.num_params():,}", device_summary(engine.mesh)
     )
+    log.info("host memory: glibc malloc on transparent huge pages %s", huge_pages.status())
     splits = {
         name: PromptSet(examples, engine.tokenizer, s.data.prompt)
         for name, examples in data.examples.items()

@@ -95,6 +95,36 @@ def test_step_times_skip_warmup_and_take_median_and_min():
     assert summary["steps_timed"] == 3 and summary["rollout_s"] == 2.0
     assert summary["rollout_min_s"] == 1.0 and len(summary["per_step"]) == 4
     assert summary["first_step_s"] >= 0
+    assert len(times.faults) == 4 and summary["minor_faults_per_step"] >= 0
+
+
+def test_a_step_counts_the_page_faults_of_fresh_memory():
+    sys.path.insert(0, str(ROOT / "benchmarks" / "peers"))
+    import peer_common
+
+    times = peer_common.StepTimes()
+    times.begin()
+    # 64 MiB, above glibc's largest mmap threshold (32 MiB): a fresh mapping, whose first
+    # touch faults (in 2 MiB pages where numpy gets huge pages, else 4 KiB)
+    fresh = np.ones(2**26, np.uint8)
+    times.end()
+    times.begin()
+    fresh[:] = 2  # the same pages again: already mapped
+    times.end()
+    assert times.faults[0] >= 32 and times.faults[1] < times.faults[0]
+
+
+def test_the_peers_get_the_huge_pages_tunable_only_when_asked(bench, monkeypatch):
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")
+    for system in ("trl", "tunix"):
+        assert bench.child_env(system)["GLIBC_TUNABLES"] == "glibc.malloc.arena_max=2"
+        assert bench.child_env(system, peers_huge_pages=True)["GLIBC_TUNABLES"] == (
+            "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"
+        )
+    # ours sets it for itself, as python -m reczero_jax.main does
+    assert bench.child_env("ours", peers_huge_pages=True)["GLIBC_TUNABLES"] == (
+        "glibc.malloc.arena_max=2"
+    )
 
 
 def _run(*args: str, timeout: float = 600) -> dict:
@@ -125,9 +155,13 @@ def test_our_step_at_the_micro_shape_prints_the_json_line():
     assert result["trl_step_s"] is None and result["tunix_step_s"] is None
     assert result["speedup_vs_trl"] is None and result["speedup_vs_tunix"] is None
     assert set(result["skipped"]) == {"trl", "tunix"}
-    assert result["ours_settings"] == {
+    settings = dict(result["ours_settings"])
+    assert settings.pop("huge_pages").startswith(("on", "off", "as set"))
+    assert settings == {
         "model.remat": "none", "model.logits_remat": False, "model.scan_layers": False,
     }  # fmt: skip
+    assert result["minor_faults_per_step"]["ours"] >= 0
+    assert set(result["glibc_tunables"]) == {"ours", "trl", "tunix"}
 
 
 def test_tunix_without_its_python_is_skipped_with_the_venv_command(bench):

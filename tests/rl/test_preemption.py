@@ -14,6 +14,7 @@ import time
 import jax
 import numpy as np
 
+from reczero_jax import huge_pages
 from reczero_jax.checkpointing import checkpoint_steps
 from reczero_jax.rl.preemption import PreemptionWatch
 from tests.rl.test_training import final_params, tiny_settings
@@ -50,6 +51,12 @@ def test_sigterm_checkpoints_exits_0_and_the_relaunch_is_exact(tmp_path):
     straight_cmd, straight_dir = _command(tmp_path, "straight")
     done = subprocess.run(straight_cmd, cwd=ROOT, env=_env(), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
+    # the run started as python -m reczero_jax.main starts: malloc on huge pages where the
+    # host allows them (reczero_jax.huge_pages restarted the process once)
+    env = {k: v for k, v in _env().items() if k != huge_pages.MARKER}
+    why = huge_pages.decision(env, huge_pages.thp_mode(), huge_pages.glibc_version())
+    expected = why or f"on ({huge_pages.TUNABLE}={huge_pages.VALUE}, set at start-up)"
+    assert f"glibc malloc on transparent huge pages {expected}" in done.stderr
 
     cmd, workdir = _command(tmp_path, "stopped")
     proc = subprocess.Popen(  # messages are logged to stderr
