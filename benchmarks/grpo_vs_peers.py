@@ -35,7 +35,11 @@ Each system runs in its own subprocess, one after another (``benchmarks/peers/ru
 * ours: the real builder (``engine.build_engine``) and the body of ``rl.grpo.run_grpo``'s
   loop: ``collect_groups`` / ``rollout`` (the group sampler: each prompt prefilled once
   for its G answers), the reward in jnp on the token ids, the jitted ``rl.step`` train
-  step with the GRPO objective (each prompt processed once per group). EOS disabled.
+  step with the GRPO objective (each prompt processed once per group). EOS disabled. Its
+  process starts as ``python -m reczero_jax.main`` does, restarted once with glibc's
+  malloc on transparent huge pages (``reczero_jax.huge_pages``); ``--peers-huge-pages``
+  gives TRL and tunix the same glibc tunable (by default they run as installed). The JSON
+  records each process's ``glibc_tunables`` and ``minor_faults_per_step``.
 * TRL 1.16.0 ``GRPOTrainer`` with the settings of ``../shared/docs/peers.md``: use_cpu,
   no bf16 / fp16, no gradient checkpointing, loss_type 'grpo', B x G completions per
   device batch, ``generation_kwargs={'min_new_tokens': T}`` (EOS can never end an answer),
