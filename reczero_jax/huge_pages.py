@@ -56,13 +56,16 @@ def glibc_version() -> tuple[int, int] | None:
         return None
 
 
+def sets(tunables: str, tunable: str = TUNABLE) -> bool:
+    """Whether ``GLIBC_TUNABLES`` (colon-separated ``name=value``) sets ``tunable``."""
+    return any(p.split("=", 1)[0] == tunable for p in tunables.split(":"))
+
+
 def with_tunable(tunables: str, tunable: str = TUNABLE, value: str = VALUE) -> str:
-    """``GLIBC_TUNABLES`` (colon-separated ``name=value``) with ``tunable=value`` added;
-    an existing setting of the same tunable is left as the user chose it."""
+    """``GLIBC_TUNABLES`` with ``tunable=value`` added (empty entries dropped); an existing
+    setting of the same tunable is left as the user chose it."""
     parts = [p for p in tunables.split(":") if p]
-    if any(p.split("=", 1)[0] == tunable for p in parts):
-        return ":".join(parts)
-    return ":".join([*parts, f"{tunable}={value}"])
+    return ":".join(parts if sets(tunables, tunable) else [*parts, f"{tunable}={value}"])
 
 
 def decision(environ, thp: str | None, glibc: tuple[int, int] | None) -> str | None:
@@ -77,7 +80,7 @@ def decision(environ, thp: str | None, glibc: tuple[int, int] | None) -> str | N
     if environ.get(MARKER):
         return f"on ({TUNABLE}={VALUE}, set at start-up)"
     tunables = environ.get("GLIBC_TUNABLES", "")
-    if with_tunable(tunables) == ":".join(p for p in tunables.split(":") if p):
+    if sets(tunables):
         return f"as set in GLIBC_TUNABLES ({tunables})"
     if glibc is None or glibc < MIN_GLIBC:
         return "off (needs glibc 2.35 or later)"
