@@ -1,6 +1,7 @@
 # The two commands of README's quick start, each preparing what it needs in .venv:
 #   make demo    the main job: installs requirements.txt only, runs the CPU demo
-#   make test    installs the test extra (requirements-test.txt) and runs the tests
+#   make test    installs the test extra (requirements-test.txt) and runs the tests in two
+#                worker processes (pytest-xdist; one test file per worker at a time)
 # DEMO_DIR=... changes the demo's run directory.
 
 PYTHON ?= python3
@@ -28,4 +29,4 @@ demo: $(VENV)/.main-installed
 	$(BIN)/python -m reczero_jax.main --config configs/demo.py --config.workdir=$(DEMO_DIR)
 
 test: $(VENV)/.test-installed
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests
