@@ -7,10 +7,20 @@ from ``jax.devices()[:1]`` and 8-device meshes from all devices, in the same pro
 
 import os
 
-os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
-).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+from tests.xla_flags import base_flags  # noqa: E402  (imports no jax)
+
+# Cheap compilation on CPU (see tests/xla_flags.py), then the caller's own flags, which win.
+os.environ["XLA_FLAGS"] = " ".join(
+    f
+    for f in (
+        base_flags(),
+        os.environ.get("XLA_FLAGS", ""),
+        "--xla_force_host_platform_device_count=8",
+    )
+    if f
+)
 # One persistent compilation cache for the whole run (this process and the subprocesses the
 # tests start inherit it): a program that several tests build (the same tiny model's train
 # step, sampler, ...) compiles once. Fresh and empty each run, removed at exit; results do

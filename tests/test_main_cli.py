@@ -9,12 +9,14 @@ import sys
 
 import pytest
 
+from tests.xla_flags import child_xla_flags
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _run(*args, timeout=240):
     env = dict(os.environ)
-    env["XLA_FLAGS"] = ""  # one CPU device, as a user would have
+    env["XLA_FLAGS"] = child_xla_flags()  # one CPU device, as a user would have
     return subprocess.run(
         [sys.executable, "-m", "reczero_jax.main", *args],
         cwd=ROOT,
@@ -60,7 +62,7 @@ def test_bad_input_gets_one_line_error(override, message, tmp_path):
 def test_tensor_parallel_size_must_divide_heads(tmp_path):
     env_mesh = "--config.mesh.shape=(1,1,8)"
     env = dict(os.environ)
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    env["XLA_FLAGS"] = child_xla_flags(devices=8)
     result = subprocess.run(
         [
             sys.executable,

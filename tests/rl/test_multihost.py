@@ -16,6 +16,7 @@ import safetensors.numpy
 
 from reczero_jax.observe import read_jsonl
 from tests.rl.test_training import final_params, tiny_settings
+from tests.xla_flags import child_xla_flags
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -40,7 +41,7 @@ def _config(tmp_path, name):
 
 def _env(devices):
     env = dict(os.environ, PYTHONUNBUFFERED="1", JAX_PLATFORMS="cpu")
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env["XLA_FLAGS"] = child_xla_flags(devices)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return env
 

@@ -18,6 +18,7 @@ from reczero_jax import huge_pages
 from reczero_jax.checkpointing import checkpoint_steps
 from reczero_jax.rl.preemption import PreemptionWatch
 from tests.rl.test_training import final_params, tiny_settings
+from tests.xla_flags import child_xla_flags
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 STEPS = 60
@@ -42,7 +43,7 @@ def _command(tmp_path, name):
 
 
 def _env():
-    env = dict(os.environ, XLA_FLAGS="", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, XLA_FLAGS=child_xla_flags(), PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return env
 
