@@ -311,13 +311,52 @@ class Block(nn.Module):
 
 
 def logits_from_hidden(hidden: jax.Array, kernel_dv: jax.Array, dtype: Dtype) -> jax.Array:
-    """float32 logits [..., V] = hidden [..., D] @ kernel [D, V] (float32 accumulation)."""
-    return jnp.einsum(
-        "...d,dv->...v",
-        hidden.astype(dtype),
-        kernel_dv.astype(dtype),
-        preferred_element_type=jnp.float32,
-    )
+    """float32 logits [..., V] = hidden [..., D] @ kernel [D, V] (float32 accumulation).
+
+    Both products of the backward pass take ``dtype`` operands too: the float32 cotangent of
+    the logits is rounded to ``dtype`` first (float32 accumulation again). Without that,
+    autodiff promotes the products to float32 (with bfloat16, TF32 products on a GPU).
+    """
+    if jnp.dtype(dtype) == jnp.float32:
+        return _project(hidden.astype(dtype), kernel_dv.astype(dtype))
+    return _project_low(hidden, kernel_dv, jnp.dtype(dtype), hidden.dtype, kernel_dv.dtype)
+
+
+def _project(h, k):
+    return jnp.einsum("...d,dv->...v", h, k, preferred_element_type=jnp.float32)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _project_low(hidden, kernel_dv, dtype, hidden_dtype, kernel_dtype):
+    return _project(hidden.astype(dtype), kernel_dv.astype(dtype))
+
+
+def _project_low_fwd(hidden, kernel_dv, dtype, hidden_dtype, kernel_dtype):
+    h, k = hidden.astype(dtype), kernel_dv.astype(dtype)
+    return _project(h, k), (h, k)
+
+
+def _project_low_bwd(dtype, hidden_dtype, kernel_dtype, res, g_v):
+    h, k = res
+    g = g_v.astype(dtype)
+    # XLA:CPU runs no low-precision x low-precision -> float32 product with these operand
+    # layouts ("Unsupported element type for DotThunk"), and its products run in float32
+    # anyway: there the rounded operands are widened first (the same values).
+    dh, dk = jax.lax.platform_dependent(
+        g, h, k, cpu=lambda *a: _backward_products(*(x.astype(jnp.float32) for x in a)),
+        default=_backward_products,
+    )  # fmt: skip
+    return dh.astype(hidden_dtype), dk.astype(kernel_dtype)
+
+
+def _backward_products(g, h, k):
+    """(d hidden, d kernel) of the logits' cotangent g [..., V], float32 accumulation."""
+    dh = jnp.einsum("...v,dv->...d", g, k, preferred_element_type=jnp.float32)
+    dk = jnp.einsum("...d,...v->dv", h, g, preferred_element_type=jnp.float32)
+    return dh, dk
+
+
+_project_low.defvjp(_project_low_fwd, _project_low_bwd)
 
 
 def lm_head_kernel(params, config: ModelConfig) -> jax.Array:
