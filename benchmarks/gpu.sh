@@ -81,6 +81,7 @@ step sampler_64_unrolled 100 "$py" benchmarks/sampler.py "${s15[@]}" --batch 16 
   --unroll_layers --profile "$traces/sampler_64_unrolled"
 step gpu_tests 90 env JAX_PLATFORMS=cuda JAX_DEFAULT_MATMUL_PRECISION=highest \
   "$py" -m pytest -q -p no:cacheprovider tests/model/test_dpa_attention.py \
-  tests/model/test_decode.py tests/model/test_grouped.py tests/model/test_fused_and_unrolled.py
+  tests/model/test_decode.py tests/model/test_grouped.py tests/model/test_fused_and_unrolled.py \
+  tests/model/test_vocab_projection.py
 
 "$py" benchmarks/gpu_table.py "$results" | tee -a "$log"
