@@ -158,8 +158,17 @@ def run_tiny(args) -> dict:
         mesh = sharding.make_mesh((1, -1, 1))
         params = load_hf_params(tmp, config)
         hf_s, hf_tokens = _hf(tmp, prompts, args.samples, args.new_tokens, args.repeats)
-    ours_s, step_s, ours_tokens, compiles, prefill_s, _ = _ours(
-        config, params, mesh, prompts, args.samples, args.new_tokens, jnp.float32, args.repeats
+    ours_s, step_s, ours_tokens, compiles, prefill_s, summary = _ours(
+        config,
+        params,
+        mesh,
+        prompts,
+        args.samples,
+        args.new_tokens,
+        jnp.float32,
+        args.repeats,
+        args.unroll_layers,
+        args.profile,
     )
     ours_tps, hf_tps = ours_tokens / ours_s, hf_tokens / hf_s
     return {
@@ -177,6 +186,7 @@ def run_tiny(args) -> dict:
         "prefill_ms": round(prefill_s * 1e3, 2),
         "decode_step_ms": round(step_s * 1e3, 3),
         "compiles": compiles,
+        **({"profile": summary} if summary else {}),
     }
 
 
