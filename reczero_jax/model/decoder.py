@@ -204,9 +204,7 @@ class Attention(nn.Module):
             q = qkv[..., :r, :].reshape(*lead, cfg.num_heads, cfg.head_dim)
             k, v = qkv[..., r, :], qkv[..., r + 1, :]
         else:
-            q, k, v = (
-                a.reshape(*lead, *a.shape[1:]) for a in self._separate_qkv(x_nd, proj)
-            )
+            q, k, v = (a.reshape(*lead, *a.shape[1:]) for a in self._separate_qkv(x_nd, proj))
         return self._attend(q, k, v, positions_bt, shared, layer_cache)
 
     def _separate_qkv(self, x_nd, proj):
