@@ -100,6 +100,23 @@ def _ours(config, params, mesh, prompts, g, new_tokens, dtype, repeats, unroll=F
     return seconds, step, generated, full.compiles, prefill_seconds, summary
 
 
+def _ours_from_args(config, params, mesh, prompts, dtype, args):
+    """:func:`_ours` with the command line's samples, new tokens, repeats, layer unrolling
+    and profile folder."""
+    return _ours(
+        config,
+        params,
+        mesh,
+        prompts,
+        args.samples,
+        args.new_tokens,
+        dtype,
+        args.repeats,
+        args.unroll_layers,
+        args.profile,
+    )
+
+
 def _hf(hf_dir, prompts, g, new_tokens, repeats):
     import torch
     import transformers
@@ -158,17 +175,8 @@ def run_tiny(args) -> dict:
         mesh = sharding.make_mesh((1, -1, 1))
         params = load_hf_params(tmp, config)
         hf_s, hf_tokens = _hf(tmp, prompts, args.samples, args.new_tokens, args.repeats)
-    ours_s, step_s, ours_tokens, compiles, prefill_s, summary = _ours(
-        config,
-        params,
-        mesh,
-        prompts,
-        args.samples,
-        args.new_tokens,
-        jnp.float32,
-        args.repeats,
-        args.unroll_layers,
-        args.profile,
+    ours_s, step_s, ours_tokens, compiles, prefill_s, summary = _ours_from_args(
+        config, params, mesh, prompts, jnp.float32, args
     )
     ours_tps, hf_tps = ours_tokens / ours_s, hf_tokens / hf_s
     return {
@@ -197,17 +205,8 @@ def run_real_shapes(args) -> dict:
     params = init_params(config, mesh, sharding.SAMPLE_RULES, jax.random.key(0), dtype)
     rng = np.random.default_rng(0)
     prompts = rng.integers(1, config.vocab_size, (args.batch, args.prompt_len)).tolist()
-    seconds, step_s, tokens, compiles, prefill_s, summary = _ours(
-        config,
-        params,
-        mesh,
-        prompts,
-        args.samples,
-        args.new_tokens,
-        dtype,
-        args.repeats,
-        args.unroll_layers,
-        args.profile,
+    seconds, step_s, tokens, compiles, prefill_s, summary = _ours_from_args(
+        config, params, mesh, prompts, dtype, args
     )
     rows = args.batch * args.samples
     weight_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(params))
