@@ -63,9 +63,11 @@ def _time_sampler(sampler, params, prompts, g, repeats):
     return best, out
 
 
-def _ours(config, params, mesh, prompts, g, new_tokens, dtype, repeats, unroll=False, profile=""):
+def _ours(config, params, mesh, prompts, dtype, args):
     """(seconds for the whole call, decode step seconds, generated tokens, compiles,
-    prefill seconds, profile summary or None)."""
+    prefill seconds, profile summary or None), with the command line's samples, new tokens,
+    repeats, layer unrolling and profile folder."""
+    g, new_tokens, repeats, profile = args.samples, args.new_tokens, args.repeats, args.profile
 
     def sampler(n):
         spec = SamplerSpec(
@@ -74,7 +76,7 @@ def _ours(config, params, mesh, prompts, g, new_tokens, dtype, repeats, unroll=F
             eos_ids=(),
             pad_id=0,
             buckets=(len(prompts[0]),),
-            unroll_layers=unroll,
+            unroll_layers=args.unroll_layers,
         )
         return GroupSampler(config, mesh, spec, dtype=dtype)
 
@@ -98,23 +100,6 @@ def _ours(config, params, mesh, prompts, g, new_tokens, dtype, repeats, unroll=F
 
         summary = profile_call(once, profile)
     return seconds, step, generated, full.compiles, prefill_seconds, summary
-
-
-def _ours_from_args(config, params, mesh, prompts, dtype, args):
-    """:func:`_ours` with the command line's samples, new tokens, repeats, layer unrolling
-    and profile folder."""
-    return _ours(
-        config,
-        params,
-        mesh,
-        prompts,
-        args.samples,
-        args.new_tokens,
-        dtype,
-        args.repeats,
-        args.unroll_layers,
-        args.profile,
-    )
 
 
 def _hf(hf_dir, prompts, g, new_tokens, repeats):
@@ -175,7 +160,7 @@ def run_tiny(args) -> dict:
         mesh = sharding.make_mesh((1, -1, 1))
         params = load_hf_params(tmp, config)
         hf_s, hf_tokens = _hf(tmp, prompts, args.samples, args.new_tokens, args.repeats)
-    ours_s, step_s, ours_tokens, compiles, prefill_s, summary = _ours_from_args(
+    ours_s, step_s, ours_tokens, compiles, prefill_s, summary = _ours(
         config, params, mesh, prompts, jnp.float32, args
     )
     ours_tps, hf_tps = ours_tokens / ours_s, hf_tokens / hf_s
@@ -205,7 +190,7 @@ def run_real_shapes(args) -> dict:
     params = init_params(config, mesh, sharding.SAMPLE_RULES, jax.random.key(0), dtype)
     rng = np.random.default_rng(0)
     prompts = rng.integers(1, config.vocab_size, (args.batch, args.prompt_len)).tolist()
-    seconds, step_s, tokens, compiles, prefill_s, summary = _ours_from_args(
+    seconds, step_s, tokens, compiles, prefill_s, summary = _ours(
         config, params, mesh, prompts, dtype, args
     )
     rows = args.batch * args.samples
