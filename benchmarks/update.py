@@ -271,6 +271,7 @@ def run(args) -> dict:
             jax.block_until_ready(box[0])
 
         out["profile"] = profile_call(one_step, args.profile)
+        state = box[0]  # the step donated the old state's buffers
     if args.phases:
         out.update(time_phases(state.params, objective, mesh, batch, micro, args.steps))
     if args.measure_peak:

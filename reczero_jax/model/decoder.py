@@ -36,7 +36,7 @@ import jax.numpy as jnp
 
 from reczero_jax.model import attention
 from reczero_jax.model.model_config import ModelConfig
-from reczero_jax.model.rope import apply_rope, inverse_frequencies
+from reczero_jax.model.rope import apply_rope, inverse_frequencies, rope_tables
 from reczero_jax.sharding import constrain
 
 Dtype = Any
@@ -241,9 +241,12 @@ class Attention(nn.Module):
             )
             q = norm(name="q_norm")(q)
             k = norm(name="k_norm")(k)
-        inv_freq = inverse_frequencies(cfg)
-        q = apply_rope(q, positions_bt, inv_freq)  # [B, T, Hq, Dh]
-        k = apply_rope(k, positions_bt, inv_freq)  # [B, T, Hkv, Dh]
+        if self.mode == "decode":  # a few angles: cheaper here than read from the layer loop
+            rope = rope_tables(positions_bt, inverse_frequencies(cfg), materialise=False)
+        else:
+            rope = shared["rope"]  # the decoder's tables, computed once for all layers
+        q = apply_rope(q, rope)  # [B, T, Hq, Dh]
+        k = apply_rope(k, rope)  # [B, T, Hkv, Dh]
         q = constrain(q, "act_batch", "act_length", "act_heads", None)
         k = constrain(k, "act_batch", "act_length", "act_kv_heads", None)
         v = constrain(v, "act_batch", "act_length", "act_kv_heads", None)
@@ -477,6 +480,8 @@ class Decoder(nn.Module):
             self.attention,
             name="layers",
         )
+        if self.mode != "decode":
+            shared = {**shared, "rope": rope_tables(positions_bt, inverse_frequencies(cfg))}
         x, kv = layers(x, positions_bt, shared, cache if cache is not None else {})
         x = RMSNorm(cfg.rms_norm_eps, self.dtype, self.param_dtype, name="final_norm")(x)
         if self.output == "hidden":
