@@ -50,7 +50,7 @@ def rope_tables(
     highest precision: one non-zero term per output). XLA keeps a product's output in
     memory; a plain elementwise table it folds into each layer's rotation when the layers
     are unrolled, evaluating cos and sin once per head and layer (on CPU, three quarters
-    of the rotations' time: 4-9% of a GRPO update of the benchmarks' tiny model, README).
+    of the rotations' time: 4.5-6% of a GRPO update of the benchmarks' tiny model, README).
     """
     angles = positions_bt.astype(jnp.float32)[..., None] * jnp.asarray(inv_freq)
     both = jnp.concatenate([jnp.cos(angles), jnp.sin(angles)], axis=-1)  # [B, T, Dh]
