@@ -434,7 +434,9 @@ class Decoder(nn.Module):
           shared: dict of per-call arrays seen by every layer: ``key_valid`` bool [B, T]
             in full mode; ``prompt_valid`` bool [B, P] and ``gen_valid`` bool [Tg] in
             decode mode; ``prompt_valid`` [B, P] and ``resp_valid`` [B, G, T] in grouped
-            mode.
+            mode. In the full and grouped modes the decoder adds ``rope``, the RoPE
+            tables of ``positions_bt`` (:func:`rope.rope_tables`), computed once for all
+            layers.
           cache: decode mode only: dict with ``prompt_k``/``prompt_v`` [L, B, Hkv, P, Dh]
             and ``gen_k``/``gen_v`` [L, N, Hkv, Tg, Dh].
         Returns:
