@@ -45,6 +45,8 @@ def settings_for(spec: dict):
     c.model.logits_remat = False
     c.model.scan_layers = False
     c.mesh.shape = (1, -1, 1)
+    # The decode step unrolled over per-layer weights and caches (README: the sampler).
+    c.sampling.unroll_layers = True
     c.sampling.max_new_tokens = shape["new_tokens"]
     c.sampling.method = "sample"
     c.sampling.temperature = 1.0
@@ -178,6 +180,7 @@ def main() -> int:
             "model.remat": settings.model.remat,
             "model.logits_remat": settings.model.logits_remat,
             "model.scan_layers": settings.model.scan_layers,
+            "sampling.unroll_layers": settings.sampling.unroll_layers,
             "huge_pages": status(),
         },
         **summary,

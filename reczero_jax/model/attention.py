@@ -119,22 +119,28 @@ def shared_prompt_decode_attention(
 
     Each query attends to three segments under one softmax: its prompt's cache (stored
     once per prompt, read by all G samples), the row's own earlier generated tokens, and
-    the row's current token.
+    the row's current token. The current token comes either as ``k_new`` / ``v_new``
+    (the scanned decode step: the caller writes it into the cache afterwards) or already
+    written into the generated cache at a slot that ``gen_valid_t`` marks (``k_new`` and
+    ``v_new`` None: the unrolled decode step, which writes before it reads so that XLA
+    updates each layer's cache in place).
 
     Args:
       q_nhd: [N, Hq, Dh] the current token's queries.
-      k_new_nkd, v_new_nkd: [N, Hkv, Dh] the current token's key and value.
+      k_new_nkd, v_new_nkd: [N, Hkv, Dh] the current token's key and value, or None.
       prompt_k_bkpd, prompt_v_bkpd: [B, Hkv, P, Dh] prompt cache (left-padded prompts).
       prompt_valid_bp: bool [B, P], True on real prompt tokens.
-      gen_k_nktd, gen_v_nktd: [N, Hkv, Tg, Dh] generated-token cache.
-      gen_valid_t: bool [Tg], True on cache slots already written (slot < current step).
+      gen_k_nktd, gen_v_nktd: [N, Hkv, Tg, Dh] (or [B, G, Hkv, Tg, Dh]) generated-token
+        cache.
+      gen_valid_t: bool [Tg], True on cache slots to attend to (slot < current step, or
+        <= it when the cache already holds the current token).
     Returns:
-      [N, Hq, Dh] in the dtype of ``v_new``.
+      [N, Hq, Dh] in the dtype of the generated cache.
     """
     n, hq, dh = q_nhd.shape
     b, hkv, p, _ = prompt_k_bkpd.shape
     g = n // b
-    tg = gen_k_nktd.shape[2]
+    tg = gen_k_nktd.shape[-2]
     scale = dh**-0.5
     r = hq // hkv
     q = q_nhd.reshape(b, g, hkv, r, dh)
@@ -143,13 +149,16 @@ def shared_prompt_decode_attention(
     gen_k = gen_k_nktd.reshape(b, g, hkv, tg, dh)
     gen_v = gen_v_nktd.reshape(b, g, hkv, tg, dh)
     s_gen = jnp.einsum("bgkrd,bgktd->bgkrt", q, gen_k, preferred_element_type=f32)
-    k_new = k_new_nkd.reshape(b, g, hkv, dh)
-    s_self = jnp.einsum("bgkrd,bgkd->bgkr", q, k_new, preferred_element_type=f32)[..., None]
     s_prompt = jnp.where(prompt_valid_bp[:, None, None, None, :], s_prompt * scale, _NEG)
     s_gen = jnp.where(gen_valid_t, s_gen * scale, _NEG)
-    scores = jnp.concatenate([s_prompt, s_gen, s_self * scale], axis=-1)  # [B, G, Hkv, R, P+Tg+1]
+    parts = [s_prompt, s_gen]
+    if k_new_nkd is not None:
+        k_new = k_new_nkd.reshape(b, g, hkv, dh)
+        s_self = jnp.einsum("bgkrd,bgkd->bgkr", q, k_new, preferred_element_type=f32)[..., None]
+        parts.append(s_self * scale)
+    scores = jnp.concatenate(parts, axis=-1)  # [B, G, Hkv, R, P+Tg(+1)]
     probs = jax.nn.softmax(scores, axis=-1)
-    dtype = v_new_nkd.dtype
+    dtype = gen_v_nktd.dtype
     # the prompt's values are read as one [G * R, P] x [P, Dh] product per (prompt, kv
     # head): with the probabilities moved heads-major first (a small copy), XLA:CPU runs
     # this ~5x faster than the same contraction straight from the [B, G, Hkv, R, P] layout
@@ -159,7 +168,8 @@ def shared_prompt_decode_attention(
     out = jnp.einsum("bkqp,bkpd->bkqd", p_prompt, prompt_v_bkpd, preferred_element_type=f32)
     out = out.reshape(b, hkv, g, r, dh).transpose(0, 2, 1, 3, 4)  # [B, G, Hkv, R, Dh]
     out += jnp.einsum("bgkrt,bgktd->bgkrd", p_gen, gen_v, preferred_element_type=f32)
-    out += p_self * v_new_nkd.reshape(b, g, hkv, 1, dh).astype(f32)
+    if k_new_nkd is not None:
+        out += p_self * v_new_nkd.reshape(b, g, hkv, 1, dh).astype(f32)
     return out.reshape(n, hq, dh).astype(dtype)
 
 

@@ -241,10 +241,10 @@ class Attention(nn.Module):
             )
             q = norm(name="q_norm")(q)
             k = norm(name="k_norm")(k)
-        if self.mode == "decode":  # a few angles: cheaper here than read from the layer loop
+        if "rope" in shared:  # the caller's tables, computed once for all layers
+            rope = shared["rope"]
+        else:  # a scanned decode step: a few angles, cheaper here than read from the loop
             rope = rope_tables(positions_bt, inverse_frequencies(cfg), materialise=False)
-        else:
-            rope = shared["rope"]  # the decoder's tables, computed once for all layers
         q = apply_rope(q, rope)  # [B, T, Hq, Dh]
         k = apply_rope(k, rope)  # [B, T, Hkv, Dh]
         q = constrain(q, "act_batch", "act_length", "act_heads", None)
@@ -282,6 +282,28 @@ class Attention(nn.Module):
                 axis=1,
             )
             new_kv = None
+        elif "write_index" in shared:  # decode over this layer's own caches: write, then read
+            t = shared["write_index"]
+            gen_k, gen_v = layer_cache["gen_k"], layer_cache["gen_v"]  # [B, G, Hkv, Tg, Dh]
+            token = gen_k.shape[:3] + gen_k.shape[4:]  # [B, G, Hkv, Dh]
+            gen_k = jax.lax.dynamic_update_index_in_dim(
+                gen_k, k[:, 0].reshape(token).astype(gen_k.dtype), t, axis=3
+            )
+            gen_v = jax.lax.dynamic_update_index_in_dim(
+                gen_v, v[:, 0].reshape(token).astype(gen_v.dtype), t, axis=3
+            )
+            out = attention.shared_prompt_decode_attention(
+                q[:, 0],
+                None,
+                None,
+                layer_cache["prompt_k"],
+                layer_cache["prompt_v"],
+                shared["prompt_valid"],
+                gen_k,
+                gen_v,
+                shared["gen_valid"],
+            )[:, None]
+            new_kv = (gen_k, gen_v)  # the layer's caches with the token written
         else:  # decode: T == 1
             out = attention.shared_prompt_decode_attention(
                 q[:, 0],
@@ -522,15 +544,22 @@ def fuse_projections(params, config: ModelConfig):
     output column is the same dot product as before. A new tree (the inputs are copied
     once); other leaves are shared.
     """
+    return {**params, "layers": _fuse_layer_tree(params["layers"], config, ("layers",))}
+
+
+def _fuse_layer_tree(layers, config: ModelConfig, lead: tuple[str, ...]):
+    """``layers`` (leaves with the leading logical axes ``lead``: ('layers',) for the
+    stacked tree, () for one layer's) with q/k/v and gate/up fused as in
+    :func:`fuse_projections`."""
     hkv, dh = config.num_kv_heads, config.head_dim
     r = config.num_heads // hkv
-    attn, mlp = dict(params["layers"]["attn"]), dict(params["layers"]["mlp"])
+    attn, mlp = dict(layers["attn"]), dict(layers["mlp"])
     q, k, v = attn.pop("q_proj"), attn.pop("k_proj"), attn.pop("v_proj")
 
     def heads(x, n):  # [..., H, Dh] -> [..., Hkv, n, Dh]
         return x.reshape(*x.shape[:-2], hkv, n, dh)
 
-    axes = {"kernel": ("layers", "embed"), "bias": ("layers",)}
+    axes = {"kernel": (*lead, "embed"), "bias": lead}
     attn["qkv_proj"] = {
         name: constrain(
             jnp.concatenate([heads(q[name], r), heads(k[name], 1), heads(v[name], 1)], -2),
@@ -543,7 +572,59 @@ def fuse_projections(params, config: ModelConfig):
         name: constrain(jnp.stack([gate[name], up[name]], axis=-2), *axes[name], *GATE_UP_AXES)
         for name in gate
     }
-    return {**params, "layers": {**params["layers"], "attn": attn, "mlp": mlp}}
+    return {**layers, "attn": attn, "mlp": mlp}
+
+
+def split_layers(layers, config: ModelConfig) -> tuple:
+    """The stored (unfused) stacked layer tree (leaves [L, ...]) as L trees of one layer
+    each, with q/k/v and gate/up fused as in :func:`fuse_projections`.
+
+    Every leaf is copied once (the fused projections straight from the stacked ones, the
+    other leaves sliced), so a decode step unrolled over the result
+    (:func:`decode_step_unrolled`) reads each layer's weights where they lie; a loop over
+    a stacked tree copies each layer's slice out of the stack at every step.
+    """
+    return tuple(
+        _fuse_layer_tree(jax.tree.map(lambda a, i=i: a[i], layers), config, ())
+        for i in range(config.num_layers)
+    )
+
+
+def decode_step_unrolled(config: ModelConfig, dtype, params, layers, tokens_n, positions_n1,
+                         shared, caches):  # fmt: skip
+    """One decode step (``Decoder(mode='decode', fused=True)``'s arithmetic) with the
+    layers unrolled over per-layer weights and per-layer caches.
+
+    Each layer writes the token's key and value into its own generated cache first and
+    then attends over it, so XLA updates the caches in place (a layer that read its
+    cache before the caller wrote it would have the cache copied at every step).
+
+    Args:
+      config: the architecture.
+      dtype: compute dtype.
+      params: the parameter tree; its ``embed`` and ``final_norm`` are read.
+      layers: :func:`split_layers` of its ``layers``.
+      tokens_n: int32 [N] the current tokens, N = B * G rows grouped by prompt.
+      positions_n1: int32 [N, 1] their RoPE positions.
+      shared: ``prompt_valid`` bool [B, P]; ``gen_valid`` bool [Tg], True on the slots
+        written so far, this step's included; ``write_index`` int32 [], this step's slot.
+      caches: one dict per layer: ``prompt_k`` / ``prompt_v`` [B, Hkv, P, Dh] and
+        ``gen_k`` / ``gen_v`` [B, G, Hkv, Tg, Dh].
+    Returns:
+      (hidden [N, 1, D] after the final norm, one (gen_k, gen_v) pair per layer with this
+      step's token written).
+    """
+    embed = nn.Embed(config.vocab_size, config.hidden_size, dtype=dtype)
+    x = embed.apply({"params": params["embed"]}, tokens_n[:, None])
+    x = constrain(x, "act_batch", "act_length", "act_embed")
+    shared = {**shared, "rope": rope_tables(positions_n1, inverse_frequencies(config))}
+    block = Block(config, dtype, dtype, "decode", return_kv=True, fused=True)
+    written = []
+    for layer, cache in zip(layers, caches, strict=True):
+        x, kv = block.apply({"params": layer}, x, positions_n1, shared, cache)
+        written.append(kv)
+    norm = RMSNorm(config.rms_norm_eps, dtype, dtype)
+    return norm.apply({"params": params["final_norm"]}, x), tuple(written)
 
 
 # ------------------------------------------------------------------ functional helpers

@@ -47,9 +47,11 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from reczero_jax import multihost, sharding
 from reczero_jax.model.decoder import (
     Decoder,
+    decode_step_unrolled,
     fuse_projections,
     lm_head_kernel,
     logits_from_hidden,
+    split_layers,
 )
 from reczero_jax.model.model_config import ModelConfig
 from reczero_jax.model.params import param_shardings
@@ -100,7 +102,7 @@ class SamplerSpec:
     eos_ids: tuple[int, ...]
     pad_id: int
     buckets: tuple[int, ...] = DEFAULT_BUCKETS
-    unroll_layers: bool = False  # decode steps unroll the layer loop (static weight slices)
+    unroll_layers: bool = False  # decode steps unrolled over per-layer weights and caches
 
     def __post_init__(self):
         if self.max_new_tokens < 1:
@@ -133,8 +135,15 @@ def _generate(
     prompt_len_n = jnp.repeat(prompt_valid_bp.sum(axis=1).astype(jnp.int32), g)
 
     # ---- prefill: one forward over the B prompts, keys/values kept as the prompt cache.
-    params = fuse_projections(params, config)  # once per call: fewer products per step
-    prefill = Decoder(config, dtype=dtype, mode="full", return_kv=True, output="hidden", fused=True)
+    # Each layer's q/k/v and gate/up are fused once per call (fewer products per step):
+    # the stacked tree for a scanned decode, per-layer trees for an unrolled one (then the
+    # prefill reads the stored tree, so the weights are copied once, not twice).
+    fused = not spec.unroll_layers
+    if fused:
+        params = fuse_projections(params, config)
+    prefill = Decoder(
+        config, dtype=dtype, mode="full", return_kv=True, output="hidden", fused=fused
+    )
     hidden_bpd, (prompt_k, prompt_v) = prefill.apply(
         {"params": params}, prompt_bp, positions_bp, {"key_valid": prompt_valid_bp}
     )
@@ -167,21 +176,50 @@ def _generate(
     tokens_nt = tokens_nt.at[:, 0].set(tok0)
     logprobs_nt = logprobs_nt.at[:, 0].set(logp0)
 
-    cache_shape = (config.num_layers, n, config.num_kv_heads, t_max, config.head_dim)
-    gen_k = sharding.constrain(
-        jnp.zeros(cache_shape, dtype), None, "act_batch", "act_kv_heads", None, None
-    )
-    gen_v = jnp.zeros_like(gen_k)
-    decoder = Decoder(
-        config,
-        dtype=dtype,
-        mode="decode",
-        return_kv=True,
-        output="hidden",
-        fused=True,
-        scan_layers=not spec.unroll_layers,
-    )
     slots = jnp.arange(t_max)
+    if spec.unroll_layers:
+        # per-layer fused weights and caches (copied once per call), the layers unrolled
+        num_layers = config.num_layers
+        layers = split_layers(params["layers"], config)
+        prompt_kv = [(prompt_k[i], prompt_v[i]) for i in range(num_layers)]
+        cache_shape = (b, g, config.num_kv_heads, t_max, config.head_dim)
+        gen_k = tuple(
+            sharding.constrain(
+                jnp.zeros(cache_shape, dtype), "act_batch", None, "act_kv_heads", None, None
+            )
+            for _ in range(num_layers)
+        )
+    else:
+        cache_shape = (config.num_layers, n, config.num_kv_heads, t_max, config.head_dim)
+        gen_k = sharding.constrain(
+            jnp.zeros(cache_shape, dtype), None, "act_batch", "act_kv_heads", None, None
+        )
+        decoder = Decoder(
+            config, dtype=dtype, mode="decode", return_kv=True, output="hidden", fused=True
+        )
+    gen_v = jax.tree.map(jnp.zeros_like, gen_k)
+
+    def decode(token_n, t, gk, gv):
+        """(hidden [N, 1, D] of the tokens at slot t, the caches with them written)."""
+        positions = (prompt_len_n + t)[:, None]
+        if spec.unroll_layers:
+            shared = {"prompt_valid": prompt_valid_bp, "gen_valid": slots <= t, "write_index": t}
+            caches = [
+                {"prompt_k": pk, "prompt_v": pv, "gen_k": k, "gen_v": v}
+                for (pk, pv), k, v in zip(prompt_kv, gk, gv, strict=True)
+            ]
+            hidden, written = decode_step_unrolled(
+                config, dtype, params, layers, token_n, positions, shared, caches
+            )
+            return hidden, tuple(k for k, _ in written), tuple(v for _, v in written)
+        shared = {"prompt_valid": prompt_valid_bp, "gen_valid": slots < t}
+        cache = {"prompt_k": prompt_k, "prompt_v": prompt_v, "gen_k": gk, "gen_v": gv}
+        hidden, (k_new, v_new) = decoder.apply(
+            {"params": params}, token_n[:, None], positions, shared, cache
+        )  # hidden [N, 1, D]; k_new, v_new [L, N, Hkv, Dh]
+        gk = jax.lax.dynamic_update_index_in_dim(gk, k_new.astype(dtype), t, axis=3)
+        gv = jax.lax.dynamic_update_index_in_dim(gv, v_new.astype(dtype), t, axis=3)
+        return hidden, gk, gv
 
     def cond(carry):
         t, _, _, done, *_ = carry
@@ -191,14 +229,7 @@ def _generate(
         # t: index of the newest sampled token, whose keys/values are not cached yet.
         t, tokens, logprobs, done, lengths, gk, gv, win = carry
         token_n = jax.lax.dynamic_index_in_dim(tokens, t, axis=1, keepdims=False)
-        positions = (prompt_len_n + t)[:, None]
-        shared = {"prompt_valid": prompt_valid_bp, "gen_valid": slots < t}
-        cache = {"prompt_k": prompt_k, "prompt_v": prompt_v, "gen_k": gk, "gen_v": gv}
-        hidden, (k_new, v_new) = decoder.apply(
-            {"params": params}, token_n[:, None], positions, shared, cache
-        )  # hidden [N, 1, D]; k_new, v_new [L, N, Hkv, Dh]
-        gk = jax.lax.dynamic_update_index_in_dim(gk, k_new.astype(dtype), t, axis=3)
-        gv = jax.lax.dynamic_update_index_in_dim(gv, v_new.astype(dtype), t, axis=3)
+        hidden, gk, gv = decode(token_n, t, gk, gv)
         logits = logits_from_hidden(hidden[:, 0], kernel, dtype)
         nxt, logp = draw(logits, jax.random.fold_in(key, t + 1), spec.method)
         nxt, logp, done, lengths, win = finish(nxt, logp, done, lengths, win)

@@ -9,6 +9,12 @@ import pytest
 
 from reczero_jax import sharding
 from reczero_jax.model import Decoder, ModelConfig, compute_logits, positions_from_mask
+from reczero_jax.model.decoder import (
+    decode_step_unrolled,
+    lm_head_kernel,
+    logits_from_hidden,
+    split_layers,
+)
 from reczero_jax.model.params import init_params
 
 CONFIGS = {
@@ -97,6 +103,73 @@ def test_decode_logits_equal_full_recompute_at_every_step(name):
         for row in range(b * g):
             expected = ref[row, prompt_lens[row // g] + t]
             np.testing.assert_allclose(np.asarray(logits[row, 0]), expected, atol=5e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_unrolled_decode_step_equals_full_recompute_and_writes_its_caches(name):
+    """``decode_step_unrolled`` over ``split_layers`` (fused, per layer; each layer writes
+    the token into its own [B, G, Hkv, Tg, Dh] cache, then attends) against the same
+    float64 full forward as above; every cache slot it writes holds the key and value
+    the full-mode forward computes for that token."""
+    config = CONFIGS[name]
+    params = _params(config)
+    rng = np.random.default_rng(1)
+    b, g, p, steps = 2, 3, 8, 6
+    prompt_lens = [8, 5]
+    prompts = np.zeros((b, p), np.int32)
+    valid = np.zeros((b, p), bool)
+    for i, n in enumerate(prompt_lens):
+        prompts[i, p - n :] = rng.integers(1, 128, n)
+        valid[i, p - n :] = True
+    cont = rng.integers(1, 128, (b * g, steps)).astype(np.int32)
+    _, (pk, pv) = Decoder(config, mode="full", return_kv=True).apply(
+        {"params": params}, prompts, positions_from_mask(valid), {"key_valid": valid}
+    )
+    layers = split_layers(params["layers"], config)
+    shape = (b, g, config.num_kv_heads, steps, config.head_dim)
+    gen = [(jnp.zeros(shape), jnp.zeros(shape)) for _ in layers]
+    step = jax.jit(
+        lambda tok, pos, shared, caches: decode_step_unrolled(
+            config, jnp.float32, params, layers, tok, pos, shared, caches
+        )
+    )
+    kernel = lm_head_kernel(params, config)
+    prompt_len_n = np.repeat(valid.sum(1), g)
+    seqs = np.zeros((b * g, p + steps), np.int32)
+    for row in range(b * g):
+        i = row // g
+        seqs[row, : prompt_lens[i] + steps] = np.concatenate(
+            [prompts[i, p - prompt_lens[i] :], cont[row]]
+        )
+    with jax.enable_x64(True):
+        params64 = jax.tree.map(lambda x: np.asarray(x, np.float64), params)
+        ref = np.asarray(compute_logits(config, params64, seqs, dtype=jnp.float64))
+    for t in range(steps):
+        shared = {"prompt_valid": valid, "gen_valid": jnp.arange(steps) <= t, "write_index": t}
+        caches = [
+            {"prompt_k": pk[i], "prompt_v": pv[i], "gen_k": k, "gen_v": v}
+            for i, (k, v) in enumerate(gen)
+        ]
+        hidden, gen = step(cont[:, t], (prompt_len_n + t)[:, None], shared, caches)
+        logits = np.asarray(logits_from_hidden(hidden[:, 0], kernel, jnp.float32))
+        for row in range(b * g):
+            expected = ref[row, prompt_lens[row // g] + t]
+            np.testing.assert_allclose(logits[row], expected, atol=5e-5, rtol=0)
+    # the written caches: row (i, j)'s slot t holds token t's key/value of a full forward
+    # over that row's whole sequence (left-padded like the prompts)
+    full_rows = np.zeros((b * g, p + steps), np.int32)
+    row_valid = np.zeros((b * g, p + steps), bool)
+    for row in range(b * g):
+        full_rows[row, :p], row_valid[row, :p] = prompts[row // g], valid[row // g]
+        full_rows[row, p:], row_valid[row, p:] = cont[row], True
+    _, (fk, fv) = Decoder(config, mode="full", return_kv=True).apply(
+        {"params": params}, full_rows, positions_from_mask(row_valid), {"key_valid": row_valid}
+    )  # [L, N, Hkv, P + steps, Dh]
+    for i, (k, v) in enumerate(gen):
+        want_k = np.asarray(fk[i, :, :, p:]).reshape(shape)
+        want_v = np.asarray(fv[i, :, :, p:]).reshape(shape)
+        np.testing.assert_allclose(np.asarray(k), want_k, atol=1e-4, rtol=0)
+        np.testing.assert_allclose(np.asarray(v), want_v, atol=1e-4, rtol=0)
 
 
 def test_remat_and_dtypes_run_and_agree():

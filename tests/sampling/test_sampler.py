@@ -156,6 +156,22 @@ def test_unrolled_decode_equals_scanned(qwen2, mesh_shape):
     assert loops(spec) == loops(_spec(Sampling(1.0))) - 1
 
 
+def test_unrolled_decode_updates_its_caches_in_place(qwen2):
+    """The unrolled decode step writes each layer's token before it attends, so XLA
+    updates the per-layer caches in place: the compiled sampler copies a cache-shaped
+    buffer at most once per cache (their zero initial values), not at every step (a
+    layer that read its cache before the caller wrote the token got every cache copied
+    twice per step: 3 * 2L copies in the program, measured)."""
+    config, params, _ = qwen2
+    spec = dataclasses.replace(_spec(Sampling(1.0)), unroll_layers=True)
+    sampler = GroupSampler(config, mesh_of((1, 1, 1)), spec)
+    tokens, valid = sampler.pad_prompts(PROMPTS)
+    text = sampler.lower(params, tokens, valid, jax.random.key(0), 3).compile().as_text()
+    shape = f"f32[{len(PROMPTS)},3,{config.num_kv_heads},12,{config.head_dim}]"
+    copies = [line for line in text.splitlines() if f"= {shape}" in line and " copy(" in line]
+    assert len(copies) <= 2 * config.num_layers, copies
+
+
 def test_sampling_section_sets_unroll_layers():
     from reczero_jax.engine import sampler_spec
     from reczero_jax.settings import SamplingSettings
