@@ -18,7 +18,10 @@ Three modes share one parameter tree:
 * ``mode='decode'``: one new token per row against a shared prompt cache and a
   per-row generated cache (see :func:`attention.shared_prompt_decode_attention`); it
   returns the new token's keys/values [L, N, Hkv, Dh] and leaves writing them to the
-  caller, so the scanned layers never copy the cache.
+  caller, so the scanned layers never copy the cache. :func:`decode_step_unrolled` runs
+  the same blocks unrolled over per-layer weights (:func:`split_layers`) and per-layer
+  caches; there ``shared['write_index']`` tells each layer to write its token into its own
+  cache first and attend over it (XLA then updates each cache in place).
 
 ``fused=True`` reads each layer's q/k/v and gate/up projections as one product each, from
 the tree :func:`fuse_projections` builds (the sampler does, once per call); the stored
@@ -590,8 +593,9 @@ def split_layers(layers, config: ModelConfig) -> tuple:
     )
 
 
-def decode_step_unrolled(config: ModelConfig, dtype, params, layers, tokens_n, positions_n1,
-                         shared, caches):  # fmt: skip
+def decode_step_unrolled(
+    config: ModelConfig, dtype, params, layers, tokens_n, positions_n1, shared, caches
+):
     """One decode step (``Decoder(mode='decode', fused=True)``'s arithmetic) with the
     layers unrolled over per-layer weights and per-layer caches.
 

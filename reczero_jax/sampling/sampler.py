@@ -24,6 +24,14 @@ run one matrix product where there were three (two), which cut a 64-token rollou
 benchmarks' tiny model by about a fifth on CPU. The price is one copy of those weights
 (sharded like them) while the sampler runs.
 
+With ``SamplerSpec.unroll_layers`` the decode step is unrolled over per-layer trees
+(:func:`reczero_jax.model.decoder.split_layers`: fused, one copy of every layer weight per
+call), per-layer prompt caches and per-layer generated caches [B, G, Hkv, T, Dh]; each
+layer writes its token into its cache and then attends over it
+(:func:`reczero_jax.model.decoder.decode_step_unrolled`), so no weight or cache is copied
+at a step (the scanned loop copies each layer's slices out of the stacked arrays). The
+prefill then reads the stored, unfused tree.
+
 Rows are sharded over the mesh's ('data', 'fsdp') axes and weights over 'tensor'
 (:data:`reczero_jax.sharding.SAMPLE_RULES`); every output is sharded along B over
 ``sharding.BATCH_AXES`` when B is a multiple of the batch shards (see ``sample``). Each
