@@ -50,6 +50,40 @@ def _params(config):
     return jax.tree.map(lambda x: x * 5 if x.ndim > 1 else x, params)  # sharper logits
 
 
+B, G, P, STEPS = 2, 3, 8, 6
+PROMPT_LENS = [8, 5]
+
+
+def _case(config, params, seed):
+    """Left-padded prompts, continuations, the prompt cache and the float64 reference.
+
+    Returns (prompts [B, P], valid [B, P], cont [N, STEPS], prompt_k, prompt_v
+    [L, B, Hkv, P, Dh], ref logits [N, P + STEPS, V]): the reference is each row's full
+    sequence (its prompt, unpadded, + continuation), right-padded to one length (causal
+    logits of earlier positions are unaffected), in float64.
+    """
+    rng = np.random.default_rng(seed)
+    prompts = np.zeros((B, P), np.int32)
+    valid = np.zeros((B, P), bool)
+    for i, n in enumerate(PROMPT_LENS):
+        prompts[i, P - n :] = rng.integers(1, 128, n)
+        valid[i, P - n :] = True
+    cont = rng.integers(1, 128, (B * G, STEPS)).astype(np.int32)  # [N, steps]
+    _, (pk, pv) = Decoder(config, mode="full", return_kv=True).apply(
+        {"params": params}, prompts, positions_from_mask(valid), {"key_valid": valid}
+    )
+    seqs = np.zeros((B * G, P + STEPS), np.int32)
+    for row in range(B * G):
+        i = row // G
+        seqs[row, : PROMPT_LENS[i] + STEPS] = np.concatenate(
+            [prompts[i, P - PROMPT_LENS[i] :], cont[row]]
+        )
+    with jax.enable_x64(True):
+        params64 = jax.tree.map(lambda x: np.asarray(x, np.float64), params)
+        ref = np.asarray(compute_logits(config, params64, seqs, dtype=jnp.float64))
+    return prompts, valid, cont, pk, pv, ref
+
+
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_decode_logits_equal_full_recompute_at_every_step(name):
     """Prefill B left-padded prompts, then feed G continuations token by token.
@@ -61,47 +95,22 @@ def test_decode_logits_equal_full_recompute_at_every_step(name):
     """
     config = CONFIGS[name]
     params = _params(config)
-    rng = np.random.default_rng(0)
-    b, g, p, steps = 2, 3, 8, 6
-    prompt_lens = [8, 5]
-    prompts = np.zeros((b, p), np.int32)
-    valid = np.zeros((b, p), bool)
-    for i, n in enumerate(prompt_lens):
-        prompts[i, p - n :] = rng.integers(1, 128, n)
-        valid[i, p - n :] = True
-    cont = rng.integers(1, 128, (b * g, steps)).astype(np.int32)  # [N, steps]
-
-    full = Decoder(config, mode="full", return_kv=True)
-    _, (pk, pv) = full.apply(
-        {"params": params}, prompts, positions_from_mask(valid), {"key_valid": valid}
-    )
-    dec = Decoder(config, mode="decode", return_kv=True)
-    step = jax.jit(dec.apply)
-    shape = (config.num_layers, b * g, config.num_kv_heads, steps, config.head_dim)
+    prompts, valid, cont, pk, pv, ref = _case(config, params, 0)
+    step = jax.jit(Decoder(config, mode="decode", return_kv=True).apply)
+    shape = (config.num_layers, B * G, config.num_kv_heads, STEPS, config.head_dim)
     gk, gv = jnp.zeros(shape), jnp.zeros(shape)
-    prompt_len_n = np.repeat(valid.sum(1), g)
-    # Reference: each row's full sequence (its prompt, unpadded, + continuation), right-
-    # padded to one length (causal logits of earlier positions are unaffected).
-    seqs = np.zeros((b * g, p + steps), np.int32)
-    for row in range(b * g):
-        i = row // g
-        seqs[row, : prompt_lens[i] + steps] = np.concatenate(
-            [prompts[i, p - prompt_lens[i] :], cont[row]]
-        )
-    with jax.enable_x64(True):
-        params64 = jax.tree.map(lambda x: np.asarray(x, np.float64), params)
-        ref = np.asarray(compute_logits(config, params64, seqs, dtype=jnp.float64))
-    for t in range(steps):
+    prompt_len_n = np.repeat(valid.sum(1), G)
+    for t in range(STEPS):
         logits, (k, v) = step(
             {"params": params},
             cont[:, t : t + 1],
             (prompt_len_n + t)[:, None],
-            {"prompt_valid": valid, "gen_valid": jnp.arange(steps) < t},
+            {"prompt_valid": valid, "gen_valid": jnp.arange(STEPS) < t},
             {"prompt_k": pk, "prompt_v": pv, "gen_k": gk, "gen_v": gv},
         )
         gk, gv = gk.at[:, :, :, t].set(k), gv.at[:, :, :, t].set(v)
-        for row in range(b * g):
-            expected = ref[row, prompt_lens[row // g] + t]
+        for row in range(B * G):
+            expected = ref[row, PROMPT_LENS[row // G] + t]
             np.testing.assert_allclose(np.asarray(logits[row, 0]), expected, atol=5e-5, rtol=0)
 
 
@@ -113,20 +122,9 @@ def test_unrolled_decode_step_equals_full_recompute_and_writes_its_caches(name):
     the full-mode forward computes for that token."""
     config = CONFIGS[name]
     params = _params(config)
-    rng = np.random.default_rng(1)
-    b, g, p, steps = 2, 3, 8, 6
-    prompt_lens = [8, 5]
-    prompts = np.zeros((b, p), np.int32)
-    valid = np.zeros((b, p), bool)
-    for i, n in enumerate(prompt_lens):
-        prompts[i, p - n :] = rng.integers(1, 128, n)
-        valid[i, p - n :] = True
-    cont = rng.integers(1, 128, (b * g, steps)).astype(np.int32)
-    _, (pk, pv) = Decoder(config, mode="full", return_kv=True).apply(
-        {"params": params}, prompts, positions_from_mask(valid), {"key_valid": valid}
-    )
+    prompts, valid, cont, pk, pv, ref = _case(config, params, 1)
     layers = split_layers(params["layers"], config)
-    shape = (b, g, config.num_kv_heads, steps, config.head_dim)
+    shape = (B, G, config.num_kv_heads, STEPS, config.head_dim)
     gen = [(jnp.zeros(shape), jnp.zeros(shape)) for _ in layers]
     step = jax.jit(
         lambda tok, pos, shared, caches: decode_step_unrolled(
@@ -134,40 +132,31 @@ def test_unrolled_decode_step_equals_full_recompute_and_writes_its_caches(name):
         )
     )
     kernel = lm_head_kernel(params, config)
-    prompt_len_n = np.repeat(valid.sum(1), g)
-    seqs = np.zeros((b * g, p + steps), np.int32)
-    for row in range(b * g):
-        i = row // g
-        seqs[row, : prompt_lens[i] + steps] = np.concatenate(
-            [prompts[i, p - prompt_lens[i] :], cont[row]]
-        )
-    with jax.enable_x64(True):
-        params64 = jax.tree.map(lambda x: np.asarray(x, np.float64), params)
-        ref = np.asarray(compute_logits(config, params64, seqs, dtype=jnp.float64))
-    for t in range(steps):
-        shared = {"prompt_valid": valid, "gen_valid": jnp.arange(steps) <= t, "write_index": t}
+    prompt_len_n = np.repeat(valid.sum(1), G)
+    for t in range(STEPS):
+        shared = {"prompt_valid": valid, "gen_valid": jnp.arange(STEPS) <= t, "write_index": t}
         caches = [
             {"prompt_k": pk[i], "prompt_v": pv[i], "gen_k": k, "gen_v": v}
             for i, (k, v) in enumerate(gen)
         ]
         hidden, gen = step(cont[:, t], (prompt_len_n + t)[:, None], shared, caches)
         logits = np.asarray(logits_from_hidden(hidden[:, 0], kernel, jnp.float32))
-        for row in range(b * g):
-            expected = ref[row, prompt_lens[row // g] + t]
+        for row in range(B * G):
+            expected = ref[row, PROMPT_LENS[row // G] + t]
             np.testing.assert_allclose(logits[row], expected, atol=5e-5, rtol=0)
     # the written caches: row (i, j)'s slot t holds token t's key/value of a full forward
     # over that row's whole sequence (left-padded like the prompts)
-    full_rows = np.zeros((b * g, p + steps), np.int32)
-    row_valid = np.zeros((b * g, p + steps), bool)
-    for row in range(b * g):
-        full_rows[row, :p], row_valid[row, :p] = prompts[row // g], valid[row // g]
-        full_rows[row, p:], row_valid[row, p:] = cont[row], True
+    full_rows = np.zeros((B * G, P + STEPS), np.int32)
+    row_valid = np.zeros((B * G, P + STEPS), bool)
+    for row in range(B * G):
+        full_rows[row, :P], row_valid[row, :P] = prompts[row // G], valid[row // G]
+        full_rows[row, P:], row_valid[row, P:] = cont[row], True
     _, (fk, fv) = Decoder(config, mode="full", return_kv=True).apply(
         {"params": params}, full_rows, positions_from_mask(row_valid), {"key_valid": row_valid}
     )  # [L, N, Hkv, P + steps, Dh]
     for i, (k, v) in enumerate(gen):
-        want_k = np.asarray(fk[i, :, :, p:]).reshape(shape)
-        want_v = np.asarray(fv[i, :, :, p:]).reshape(shape)
+        want_k = np.asarray(fk[i, :, :, P:]).reshape(shape)
+        want_v = np.asarray(fv[i, :, :, P:]).reshape(shape)
         np.testing.assert_allclose(np.asarray(k), want_k, atol=1e-4, rtol=0)
         np.testing.assert_allclose(np.asarray(v), want_v, atol=1e-4, rtol=0)
 
