@@ -35,7 +35,8 @@ Each system runs in its own subprocess, one after another (``benchmarks/peers/ru
 * ours: the real builder (``engine.build_engine``) and the body of ``rl.grpo.run_grpo``'s
   loop: ``collect_groups`` / ``rollout`` (the group sampler: each prompt prefilled once
   for its G answers; its decode step unrolled over per-layer weights and caches,
-  ``sampling.unroll_layers``), the reward in jnp on the token ids, the jitted ``rl.step``
+  ``sampling.unroll_layers``, in four loops over a growing generated cache,
+  ``sampling.cache_phases``), the reward in jnp on the token ids, the jitted ``rl.step``
   train step with the GRPO objective (each prompt processed once per group; its layers
   unrolled, nothing recomputed: the settings that differ from the project's defaults are
   in the JSON's ``ours_settings``). EOS disabled. Its

@@ -77,6 +77,7 @@ def _ours(config, params, mesh, prompts, dtype, args):
             pad_id=0,
             buckets=(len(prompts[0]),),
             unroll_layers=args.unroll_layers,
+            cache_phases=args.cache_phases,
         )
         return GroupSampler(config, mesh, spec, dtype=dtype)
 
@@ -167,6 +168,8 @@ def run_tiny(args) -> dict:
     return {
         "shapes": "tiny-qwen2 (hidden 256, 4 layers, vocab 4096)",
         "device": jax.devices()[0].device_kind,
+        "unroll_layers": args.unroll_layers,
+        "cache_phases": args.cache_phases,
         "batch_prompts": args.batch,
         "samples_per_prompt": args.samples,
         "prompt_len": args.prompt_len,
@@ -212,6 +215,7 @@ def run_real_shapes(args) -> dict:
         "samples_per_prompt": args.samples,
         "rows": rows,
         "unroll_layers": args.unroll_layers,
+        "cache_phases": args.cache_phases,
         "prompt_len": args.prompt_len,
         "new_tokens": args.new_tokens,
         "ours_tokens_per_s": round(tokens / seconds, 1),
@@ -251,6 +255,9 @@ def main(argv=None) -> int:
     )
     parser.add_argument(
         "--unroll_layers", action="store_true", help="decode steps unroll the layer loop"
+    )
+    parser.add_argument(
+        "--cache_phases", type=int, default=1, help="decode loops over a growing cache"
     )
     parser.add_argument(
         "--measure_peak", action="store_true", help="also time a 4 GiB copy on the device"

@@ -211,6 +211,7 @@ def sampler_spec(
         pad_id=pad_id,
         buckets=sampling.prompt_buckets,
         unroll_layers=sampling.unroll_layers,
+        cache_phases=sampling.cache_phases,
     )
 
 

@@ -45,8 +45,10 @@ def settings_for(spec: dict):
     c.model.logits_remat = False
     c.model.scan_layers = False
     c.mesh.shape = (1, -1, 1)
-    # The decode step unrolled over per-layer weights and caches (README: the sampler).
+    # The decode step unrolled over per-layer weights and caches, in four loops over a
+    # growing generated cache (README: the sampler).
     c.sampling.unroll_layers = True
+    c.sampling.cache_phases = 4
     c.sampling.max_new_tokens = shape["new_tokens"]
     c.sampling.method = "sample"
     c.sampling.temperature = 1.0
@@ -181,6 +183,7 @@ def main() -> int:
             "model.logits_remat": settings.model.logits_remat,
             "model.scan_layers": settings.model.scan_layers,
             "sampling.unroll_layers": settings.sampling.unroll_layers,
+            "sampling.cache_phases": settings.sampling.cache_phases,
             "huge_pages": status(),
         },
         **summary,

@@ -14,7 +14,10 @@ prefill used, ``prompt`` / ``prompt_valid`` [B, P]. Inside, with N = B * G decod
    current token, and writes the current token's keys/values into the generated cache in
    place;
 4. the loop exits when every row has emitted an EOS id or completed a stop string, or
-   after ``max_new_tokens`` tokens;
+   after ``max_new_tokens`` tokens; with ``SamplerSpec.cache_phases`` = K it is K loops
+   in a row, each over a generated cache just long enough for its steps
+   (:func:`phase_cache_lengths`; zero-padded between loops), so early steps read fewer
+   cache slots (the same samples; K compiled decode steps);
 5. the rows are reshaped to [B, G, ...] inside the jitted function (free: row r = b * G + g,
    so each batch shard keeps its own prompts' rows), and the batch padding is dropped.
 
@@ -111,12 +114,23 @@ class SamplerSpec:
     pad_id: int
     buckets: tuple[int, ...] = DEFAULT_BUCKETS
     unroll_layers: bool = False  # decode steps unrolled over per-layer weights and caches
+    cache_phases: int = 1  # decode loops over a growing generated cache (phase_cache_lengths)
 
     def __post_init__(self):
         if self.max_new_tokens < 1:
             raise SamplerError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.cache_phases < 1:
+            raise SamplerError(f"cache_phases must be >= 1, got {self.cache_phases}")
         if not self.buckets or sorted(self.buckets) != list(self.buckets):
             raise SamplerError(f"prompt buckets must be increasing, got {self.buckets}")
+
+
+def phase_cache_lengths(max_new_tokens: int, phases: int) -> list[int]:
+    """The generated-token cache's length in each decode loop: increasing, the last one
+    ``max_new_tokens``. Loop k runs the decode steps t < its length (t < max_new_tokens - 1
+    in the last) that earlier loops did not, so its attention reads only that many slots."""
+    per = -(-max_new_tokens // phases)
+    return sorted({min((k + 1) * per, max_new_tokens) for k in range(phases)})
 
 
 def _generate(
@@ -184,32 +198,36 @@ def _generate(
     tokens_nt = tokens_nt.at[:, 0].set(tok0)
     logprobs_nt = logprobs_nt.at[:, 0].set(logp0)
 
-    slots = jnp.arange(t_max)
+    cache_lengths = phase_cache_lengths(t_max, spec.cache_phases)
     if spec.unroll_layers:
         # per-layer fused weights and caches (copied once per call), the layers unrolled
         num_layers = config.num_layers
         layers = split_layers(params["layers"], config)
         prompt_kv = [(prompt_k[i], prompt_v[i]) for i in range(num_layers)]
-        cache_shape = (b, g, config.num_kv_heads, t_max, config.head_dim)
-        gen_k = tuple(
-            sharding.constrain(
-                jnp.zeros(cache_shape, dtype), "act_batch", None, "act_kv_heads", None, None
-            )
-            for _ in range(num_layers)
-        )
+        cache_lead, cache_axes = (b, g), ("act_batch", None, "act_kv_heads", None, None)
     else:
-        cache_shape = (config.num_layers, n, config.num_kv_heads, t_max, config.head_dim)
-        gen_k = sharding.constrain(
-            jnp.zeros(cache_shape, dtype), None, "act_batch", "act_kv_heads", None, None
-        )
+        cache_lead = (config.num_layers, n)
+        cache_axes = (None, "act_batch", "act_kv_heads", None, None)
         decoder = Decoder(
             config, dtype=dtype, mode="decode", return_kv=True, output="hidden", fused=True
         )
-    gen_v = jax.tree.map(jnp.zeros_like, gen_k)
+
+    def grown(cache, length):
+        """``cache`` (or zeros) with its slot axis (3) zero-padded to ``length`` slots."""
+        shape = (*cache_lead, config.num_kv_heads, length, config.head_dim)
+        if cache is None:
+            return sharding.constrain(jnp.zeros(shape, dtype), *cache_axes)
+        pad = [(0, 0)] * 3 + [(0, length - cache.shape[3]), (0, 0)]
+        return sharding.constrain(jnp.pad(cache, pad), *cache_axes)
+
+    copies = config.num_layers if spec.unroll_layers else 1  # per-layer caches or one stack
+    gen_k = tuple(grown(None, cache_lengths[0]) for _ in range(copies))
+    gen_v = tuple(grown(None, cache_lengths[0]) for _ in range(copies))
 
     def decode(token_n, t, gk, gv):
         """(hidden [N, 1, D] of the tokens at slot t, the caches with them written)."""
         positions = (prompt_len_n + t)[:, None]
+        slots = jnp.arange(gk[0].shape[3])
         if spec.unroll_layers:
             shared = {"prompt_valid": prompt_valid_bp, "gen_valid": slots <= t, "write_index": t}
             caches = [
@@ -221,17 +239,21 @@ def _generate(
             )
             return hidden, tuple(k for k, _ in written), tuple(v for _, v in written)
         shared = {"prompt_valid": prompt_valid_bp, "gen_valid": slots < t}
+        (gk,), (gv,) = gk, gv
         cache = {"prompt_k": prompt_k, "prompt_v": prompt_v, "gen_k": gk, "gen_v": gv}
         hidden, (k_new, v_new) = decoder.apply(
             {"params": params}, token_n[:, None], positions, shared, cache
         )  # hidden [N, 1, D]; k_new, v_new [L, N, Hkv, Dh]
         gk = jax.lax.dynamic_update_index_in_dim(gk, k_new.astype(dtype), t, axis=3)
         gv = jax.lax.dynamic_update_index_in_dim(gv, v_new.astype(dtype), t, axis=3)
-        return hidden, gk, gv
+        return hidden, (gk,), (gv,)
 
-    def cond(carry):
-        t, _, _, done, *_ = carry
-        return (t < t_max - 1) & ~jnp.all(done)
+    def steps_before(end):
+        def cond(carry):
+            t, _, _, done, *_ = carry
+            return (t < end) & ~jnp.all(done)
+
+        return cond
 
     def body(carry):
         # t: index of the newest sampled token, whose keys/values are not cached yet.
@@ -246,7 +268,13 @@ def _generate(
         return t + 1, tokens, logprobs, done, lengths, gk, gv, win
 
     carry = (jnp.int32(0), tokens_nt, logprobs_nt, done_n, lengths_n, gen_k, gen_v, window)
-    _, tokens_nt, logprobs_nt, done_n, lengths_n, *_ = jax.lax.while_loop(cond, body, carry)
+    for phase, length in enumerate(cache_lengths):
+        if phase:  # the next loop's cache: the slots written so far, then zeros
+            t, tokens_nt, logprobs_nt, done_n, lengths_n, gk, gv, window = carry
+            gk, gv = (tuple(grown(c, length) for c in caches) for caches in (gk, gv))
+            carry = (t, tokens_nt, logprobs_nt, done_n, lengths_n, gk, gv, window)
+        carry = jax.lax.while_loop(steps_before(min(length, t_max - 1)), body, carry)
+    _, tokens_nt, logprobs_nt, done_n, lengths_n, *_ = carry
     # Row r = b * G + g: a contiguous split of N over the batch shards is the same split of B,
     # so the regrouping moves no data between devices.
     return GroupSamples(

@@ -159,7 +159,7 @@ def test_our_step_at_the_micro_shape_prints_the_json_line():
     assert settings.pop("huge_pages").startswith(("on", "off", "as set"))
     assert settings == {
         "model.remat": "none", "model.logits_remat": False, "model.scan_layers": False,
-        "sampling.unroll_layers": True,
+        "sampling.unroll_layers": True, "sampling.cache_phases": 4,
     }  # fmt: skip
     assert result["minor_faults_per_step"]["ours"] >= 0
     assert set(result["glibc_tunables"]) == {"ours", "trl", "tunix"}

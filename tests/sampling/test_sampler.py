@@ -172,12 +172,58 @@ def test_unrolled_decode_updates_its_caches_in_place(qwen2):
     assert len(copies) <= 2 * config.num_layers, copies
 
 
+def test_phase_cache_lengths():
+    from reczero_jax.sampling.sampler import phase_cache_lengths
+
+    assert phase_cache_lengths(12, 1) == [12]
+    assert phase_cache_lengths(12, 3) == [4, 8, 12]
+    assert phase_cache_lengths(10, 3) == [4, 8, 10]
+    assert phase_cache_lengths(3, 8) == [1, 2, 3]
+    assert phase_cache_lengths(1, 4) == [1]
+    with pytest.raises(SamplerError, match="cache_phases"):
+        dataclasses.replace(_spec(Sampling(1.0)), cache_phases=0)
+
+
+@pytest.mark.parametrize(
+    "mesh_shape, unroll", [((1, 1, 1), False), ((1, 1, 1), True), ((2, 2, 2), True)]
+)
+def test_cache_phases_sample_what_one_loop_samples(qwen2, mesh_shape, unroll):
+    """``cache_phases`` splits the decode loop over a growing cache; it does not change
+    what is sampled: the same tokens, lengths and stops and the same log-probs, for 12
+    new tokens in 3 and 12 loops (EOS ends rows in different loops), and for 1 new token
+    (a loop with no steps)."""
+    config, params, hf_dir = qwen2
+    mesh = mesh_of(mesh_shape)
+    if mesh_shape != (1, 1, 1):
+        params = load_on(mesh, config, hf_dir)
+    key = jax.random.key(9)
+    for max_new in (12, 1):
+        eos = tuple(range(3, 80))  # about one token in twelve ends an answer
+        spec = _spec(Sampling(1.0), max_new=max_new, eos=eos)
+        base = dataclasses.replace(spec, unroll_layers=unroll)
+        ref = GroupSampler(config, mesh, base).sample(params, PROMPTS, 3, key=key)
+        if max_new == 12:  # rows end in different loops of 4 and of 1 step
+            assert len(set(np.asarray(ref.lengths).ravel().tolist())) >= 3
+        for phases in (3, 12):
+            spec = dataclasses.replace(base, cache_phases=phases)
+            out = GroupSampler(config, mesh, spec).sample(params, PROMPTS, 3, key=key)
+            for field in ("tokens", "lengths", "stopped"):
+                np.testing.assert_array_equal(
+                    np.asarray(getattr(out, field)), np.asarray(getattr(ref, field))
+                )
+            np.testing.assert_allclose(
+                np.asarray(out.logprobs), np.asarray(ref.logprobs), atol=1e-6
+            )
+
+
 def test_sampling_section_sets_unroll_layers():
     from reczero_jax.engine import sampler_spec
     from reczero_jax.settings import SamplingSettings
 
     assert sampler_spec(SamplingSettings(unroll_layers=True), (2,), 0).unroll_layers is True
     assert sampler_spec(SamplingSettings(), (2,), 0).unroll_layers is False
+    assert sampler_spec(SamplingSettings(cache_phases=4), (2,), 0).cache_phases == 4
+    assert sampler_spec(SamplingSettings(), (2,), 0).cache_phases == 1
 
 
 def test_compiles_once_per_bucket_and_keys_change(qwen2):
