@@ -287,10 +287,11 @@ class Attention(nn.Module):
             new_kv = None
         elif "write_index" in shared:  # decode over this layer's own caches: write, then read
             t = shared["write_index"]
-            gen_k, gen_v = layer_cache["gen_k"], layer_cache["gen_v"]  # [B, G, Hkv, Tg, Dh]
-            token = gen_k.shape[:3] + gen_k.shape[4:]  # [B, G, Hkv, Dh]
+            # keys [B, G, Hkv, Dh, Tg] (slots last), values [B, G, Hkv, Tg, Dh]
+            gen_k, gen_v = layer_cache["gen_k"], layer_cache["gen_v"]
+            token = gen_v.shape[:3] + gen_v.shape[4:]  # [B, G, Hkv, Dh]
             gen_k = jax.lax.dynamic_update_index_in_dim(
-                gen_k, k[:, 0].reshape(token).astype(gen_k.dtype), t, axis=3
+                gen_k, k[:, 0].reshape(token).astype(gen_k.dtype), t, axis=4
             )
             gen_v = jax.lax.dynamic_update_index_in_dim(
                 gen_v, v[:, 0].reshape(token).astype(gen_v.dtype), t, axis=3
@@ -462,8 +463,8 @@ class Decoder(nn.Module):
             mode. In the full and grouped modes the decoder adds ``rope``, the RoPE
             tables of ``positions_bt`` (:func:`rope.rope_tables`), computed once for all
             layers.
-          cache: decode mode only: dict with ``prompt_k``/``prompt_v`` [L, B, Hkv, P, Dh]
-            and ``gen_k``/``gen_v`` [L, N, Hkv, Tg, Dh].
+          cache: decode mode only: dict with ``prompt_k``/``prompt_v`` [L, B, Hkv, P, Dh],
+            ``gen_k`` [L, N, Hkv, Dh, Tg] (slots last) and ``gen_v`` [L, N, Hkv, Tg, Dh].
         Returns:
           (out, kv): out is float32 logits [B, T, V] or hidden [B, T, D]; kv is the
           per-layer (k, v) pair stacked on a leading L axis, or None.
@@ -612,8 +613,8 @@ def decode_step_unrolled(
       positions_n1: int32 [N, 1] their RoPE positions.
       shared: ``prompt_valid`` bool [B, P]; ``gen_valid`` bool [Tg], True on the slots
         written so far, this step's included; ``write_index`` int32 [], this step's slot.
-      caches: one dict per layer: ``prompt_k`` / ``prompt_v`` [B, Hkv, P, Dh] and
-        ``gen_k`` / ``gen_v`` [B, G, Hkv, Tg, Dh].
+      caches: one dict per layer: ``prompt_k`` / ``prompt_v`` [B, Hkv, P, Dh],
+        ``gen_k`` [B, G, Hkv, Dh, Tg] (slots last) and ``gen_v`` [B, G, Hkv, Tg, Dh].
     Returns:
       (hidden [N, 1, D] after the final norm, one (gen_k, gen_v) pair per layer with this
       step's token written).

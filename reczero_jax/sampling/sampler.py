@@ -10,9 +10,9 @@ prefill used, ``prompt`` / ``prompt_valid`` [B, P]. Inside, with N = B * G decod
 2. each prompt is prefilled ONCE; its keys/values [L, B, Hkv, P, Dh] are kept as one
    prompt cache that all G samples of the prompt read (it is never repeated G times);
 3. one ``lax.while_loop`` decodes all N rows (row r answers prompt r // G); each step
-   attends to the prompt cache, the row's own generated cache [L, N, Hkv, T, Dh] and its
-   current token, and writes the current token's keys/values into the generated cache in
-   place;
+   attends to the prompt cache, the row's own generated cache (keys [L, N, Hkv, Dh, T],
+   slots last, values [L, N, Hkv, T, Dh]) and its current token, and writes the current
+   token's keys/values into the generated cache in place;
 4. the loop exits when every row has emitted an EOS id or completed a stop string, or
    after ``max_new_tokens`` tokens; with ``SamplerSpec.cache_phases`` = K it is K loops
    in a row, each over a generated cache just long enough for its steps
@@ -29,7 +29,8 @@ benchmarks' tiny model by about a fifth on CPU. The price is one copy of those w
 
 With ``SamplerSpec.unroll_layers`` the decode step is unrolled over per-layer trees
 (:func:`reczero_jax.model.decoder.split_layers`: fused, one copy of every layer weight per
-call), per-layer prompt caches and per-layer generated caches [B, G, Hkv, T, Dh]; each
+call), per-layer prompt caches and per-layer generated caches ([B, G, Hkv, Dh, T] keys,
+[B, G, Hkv, T, Dh] values); each
 layer writes its token into its cache and then attends over it
 (:func:`reczero_jax.model.decoder.decode_step_unrolled`), so no weight or cache is copied
 at a step (the scanned loop copies each layer's slices out of the stacked arrays). The
@@ -212,22 +213,29 @@ def _generate(
             config, dtype=dtype, mode="decode", return_kv=True, output="hidden", fused=True
         )
 
-    def grown(cache, length):
-        """``cache`` (or zeros) with its slot axis (3) zero-padded to ``length`` slots."""
-        shape = (*cache_lead, config.num_kv_heads, length, config.head_dim)
+    # The generated keys keep their slots last, [.., Hkv, Dh, Tg], the values [.., Hkv, Tg,
+    # Dh] (see attention.shared_prompt_decode_attention).
+    slot_axis = {"k": 4, "v": 3}
+
+    def grown(cache, length, kind):
+        """``cache`` (or zeros) with its slot axis zero-padded to ``length`` slots."""
+        axis = slot_axis[kind]
+        shape = [*cache_lead, config.num_kv_heads, config.head_dim, config.head_dim]
+        shape[axis] = length
         if cache is None:
             return sharding.constrain(jnp.zeros(shape, dtype), *cache_axes)
-        pad = [(0, 0)] * 3 + [(0, length - cache.shape[3]), (0, 0)]
+        pad = [(0, 0)] * 5
+        pad[axis] = (0, length - cache.shape[axis])
         return sharding.constrain(jnp.pad(cache, pad), *cache_axes)
 
     copies = config.num_layers if spec.unroll_layers else 1  # per-layer caches or one stack
-    gen_k = tuple(grown(None, cache_lengths[0]) for _ in range(copies))
-    gen_v = tuple(grown(None, cache_lengths[0]) for _ in range(copies))
+    gen_k = tuple(grown(None, cache_lengths[0], "k") for _ in range(copies))
+    gen_v = tuple(grown(None, cache_lengths[0], "v") for _ in range(copies))
 
     def decode(token_n, t, gk, gv):
         """(hidden [N, 1, D] of the tokens at slot t, the caches with them written)."""
         positions = (prompt_len_n + t)[:, None]
-        slots = jnp.arange(gk[0].shape[3])
+        slots = jnp.arange(gv[0].shape[3])
         if spec.unroll_layers:
             shared = {"prompt_valid": prompt_valid_bp, "gen_valid": slots <= t, "write_index": t}
             caches = [
@@ -244,7 +252,7 @@ def _generate(
         hidden, (k_new, v_new) = decoder.apply(
             {"params": params}, token_n[:, None], positions, shared, cache
         )  # hidden [N, 1, D]; k_new, v_new [L, N, Hkv, Dh]
-        gk = jax.lax.dynamic_update_index_in_dim(gk, k_new.astype(dtype), t, axis=3)
+        gk = jax.lax.dynamic_update_index_in_dim(gk, k_new.astype(dtype), t, axis=4)
         gv = jax.lax.dynamic_update_index_in_dim(gv, v_new.astype(dtype), t, axis=3)
         return hidden, (gk,), (gv,)
 
@@ -271,7 +279,8 @@ def _generate(
     for phase, length in enumerate(cache_lengths):
         if phase:  # the next loop's cache: the slots written so far, then zeros
             t, tokens_nt, logprobs_nt, done_n, lengths_n, gk, gv, window = carry
-            gk, gv = (tuple(grown(c, length) for c in caches) for caches in (gk, gv))
+            gk = tuple(grown(c, length, "k") for c in gk)
+            gv = tuple(grown(c, length, "v") for c in gv)
             carry = (t, tokens_nt, logprobs_nt, done_n, lengths_n, gk, gv, window)
         carry = jax.lax.while_loop(steps_before(min(length, t_max - 1)), body, carry)
     _, tokens_nt, logprobs_nt, done_n, lengths_n, *_ = carry

@@ -98,7 +98,7 @@ def test_decode_logits_equal_full_recompute_at_every_step(name):
     prompts, valid, cont, pk, pv, ref = _case(config, params, 0)
     step = jax.jit(Decoder(config, mode="decode", return_kv=True).apply)
     shape = (config.num_layers, B * G, config.num_kv_heads, STEPS, config.head_dim)
-    gk, gv = jnp.zeros(shape), jnp.zeros(shape)
+    gk, gv = jnp.zeros(shape).swapaxes(3, 4), jnp.zeros(shape)  # keys' slots last
     prompt_len_n = np.repeat(valid.sum(1), G)
     for t in range(STEPS):
         logits, (k, v) = step(
@@ -108,7 +108,7 @@ def test_decode_logits_equal_full_recompute_at_every_step(name):
             {"prompt_valid": valid, "gen_valid": jnp.arange(STEPS) < t},
             {"prompt_k": pk, "prompt_v": pv, "gen_k": gk, "gen_v": gv},
         )
-        gk, gv = gk.at[:, :, :, t].set(k), gv.at[:, :, :, t].set(v)
+        gk, gv = gk.at[:, :, :, :, t].set(k), gv.at[:, :, :, t].set(v)
         for row in range(B * G):
             expected = ref[row, PROMPT_LENS[row // G] + t]
             np.testing.assert_allclose(np.asarray(logits[row, 0]), expected, atol=5e-5, rtol=0)
@@ -117,7 +117,8 @@ def test_decode_logits_equal_full_recompute_at_every_step(name):
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_unrolled_decode_step_equals_full_recompute_and_writes_its_caches(name):
     """``decode_step_unrolled`` over ``split_layers`` (fused, per layer; each layer writes
-    the token into its own [B, G, Hkv, Tg, Dh] cache, then attends) against the same
+    the token into its own caches, keys [B, G, Hkv, Dh, Tg] and values [B, G, Hkv, Tg,
+    Dh], then attends) against the same
     float64 full forward as above; every cache slot it writes holds the key and value
     the full-mode forward computes for that token."""
     config = CONFIGS[name]
@@ -125,7 +126,7 @@ def test_unrolled_decode_step_equals_full_recompute_and_writes_its_caches(name):
     prompts, valid, cont, pk, pv, ref = _case(config, params, 1)
     layers = split_layers(params["layers"], config)
     shape = (B, G, config.num_kv_heads, STEPS, config.head_dim)
-    gen = [(jnp.zeros(shape), jnp.zeros(shape)) for _ in layers]
+    gen = [(jnp.zeros(shape).swapaxes(3, 4), jnp.zeros(shape)) for _ in layers]
     step = jax.jit(
         lambda tok, pos, shared, caches: decode_step_unrolled(
             config, jnp.float32, params, layers, tok, pos, shared, caches
@@ -155,7 +156,7 @@ def test_unrolled_decode_step_equals_full_recompute_and_writes_its_caches(name):
         {"params": params}, full_rows, positions_from_mask(row_valid), {"key_valid": row_valid}
     )  # [L, N, Hkv, P + steps, Dh]
     for i, (k, v) in enumerate(gen):
-        want_k = np.asarray(fk[i, :, :, P:]).reshape(shape)
+        want_k = np.asarray(fk[i, :, :, P:]).reshape(shape).swapaxes(3, 4)
         want_v = np.asarray(fv[i, :, :, P:]).reshape(shape)
         np.testing.assert_allclose(np.asarray(k), want_k, atol=1e-4, rtol=0)
         np.testing.assert_allclose(np.asarray(v), want_v, atol=1e-4, rtol=0)
