@@ -30,11 +30,10 @@ benchmarks' tiny model by about a fifth on CPU. The price is one copy of those w
 With ``SamplerSpec.unroll_layers`` the decode step is unrolled over per-layer trees
 (:func:`reczero_jax.model.decoder.split_layers`: fused, one copy of every layer weight per
 call), per-layer prompt caches and per-layer generated caches ([B, G, Hkv, Dh, T] keys,
-[B, G, Hkv, T, Dh] values); each
-layer writes its token into its cache and then attends over it
-(:func:`reczero_jax.model.decoder.decode_step_unrolled`), so no weight or cache is copied
-at a step (the scanned loop copies each layer's slices out of the stacked arrays). The
-prefill then reads the stored, unfused tree.
+[B, G, Hkv, T, Dh] values); each layer writes its token into its cache and then attends
+over it (:func:`reczero_jax.model.decoder.decode_step_unrolled`), so no weight or cache
+is copied at a step (the scanned loop copies each layer's slices out of the stacked
+arrays). The prefill then reads the stored, unfused tree.
 
 Rows are sharded over the mesh's ('data', 'fsdp') axes and weights over 'tensor'
 (:data:`reczero_jax.sharding.SAMPLE_RULES`); every output is sharded along B over
@@ -213,19 +212,15 @@ def _generate(
             config, dtype=dtype, mode="decode", return_kv=True, output="hidden", fused=True
         )
 
-    # The generated keys keep their slots last, [.., Hkv, Dh, Tg], the values [.., Hkv, Tg,
-    # Dh] (see attention.shared_prompt_decode_attention).
-    slot_axis = {"k": 4, "v": 3}
-
     def grown(cache, length, kind):
-        """``cache`` (or zeros) with its slot axis zero-padded to ``length`` slots."""
-        axis = slot_axis[kind]
-        shape = [*cache_lead, config.num_kv_heads, config.head_dim, config.head_dim]
-        shape[axis] = length
+        """``cache`` (or zeros) with its slot axis zero-padded to ``length`` slots. The
+        generated keys keep their slots last, [.., Hkv, Dh, Tg], the values [.., Hkv, Tg,
+        Dh] (see attention.shared_prompt_decode_attention)."""
+        tail = (config.head_dim, length) if kind == "k" else (length, config.head_dim)
         if cache is None:
-            return sharding.constrain(jnp.zeros(shape, dtype), *cache_axes)
-        pad = [(0, 0)] * 5
-        pad[axis] = (0, length - cache.shape[axis])
+            zeros = jnp.zeros((*cache_lead, config.num_kv_heads, *tail), dtype)
+            return sharding.constrain(zeros, *cache_axes)
+        pad = [(0, 0)] * 3 + [(0, want - have) for want, have in zip(tail, cache.shape[3:])]
         return sharding.constrain(jnp.pad(cache, pad), *cache_axes)
 
     copies = config.num_layers if spec.unroll_layers else 1  # per-layer caches or one stack

@@ -118,9 +118,8 @@ def test_decode_logits_equal_full_recompute_at_every_step(name):
 def test_unrolled_decode_step_equals_full_recompute_and_writes_its_caches(name):
     """``decode_step_unrolled`` over ``split_layers`` (fused, per layer; each layer writes
     the token into its own caches, keys [B, G, Hkv, Dh, Tg] and values [B, G, Hkv, Tg,
-    Dh], then attends) against the same
-    float64 full forward as above; every cache slot it writes holds the key and value
-    the full-mode forward computes for that token."""
+    Dh], then attends) against the same float64 full forward as above; every cache slot
+    it writes holds the key and value the full-mode forward computes for that token."""
     config = CONFIGS[name]
     params = _params(config)
     prompts, valid, cont, pk, pv, ref = _case(config, params, 1)
