@@ -8,8 +8,8 @@ axis names (see :mod:`reczero_jax.sharding`).
 Three modes share one parameter tree:
 
 * ``mode='full'``: causal attention over whole sequences (training forward, prefill).
-  With ``return_kv`` it also returns the keys/values of every layer, [L, B, Hkv, T, Dh],
-  which the sampler keeps as the prompt cache.
+  With ``return_kv`` it also returns the keys [L, B, Hkv, Dh, T] (slots last) and values
+  [L, B, Hkv, T, Dh] of every layer, which the sampler keeps as the prompt cache.
 * ``mode='grouped'``: the training forward of GRPO. Each row is one prompt followed by
   its G responses, [B, P + G*T]; the prompt is processed once and the responses attend
   to it (see :func:`attention.grouped_response_attention`). Use :func:`pack_groups` to
@@ -264,7 +264,8 @@ class Attention(nn.Module):
             )
         if self.mode == "full":
             out = causal(q, k, v, shared["key_valid"])
-            new_kv = (k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3))  # [B, Hkv, T, Dh]
+            # keys [B, Hkv, Dh, T] (slots last, as the decode reads them), values [B, Hkv, T, Dh]
+            new_kv = (k.transpose(0, 2, 3, 1), v.transpose(0, 2, 1, 3))
         elif self.mode == "grouped":  # [B, P + G*T]: a prompt, then its G responses
             b, p = shared["prompt_valid"].shape
             g, t = shared["resp_valid"].shape[1:]
@@ -463,8 +464,9 @@ class Decoder(nn.Module):
             mode. In the full and grouped modes the decoder adds ``rope``, the RoPE
             tables of ``positions_bt`` (:func:`rope.rope_tables`), computed once for all
             layers.
-          cache: decode mode only: dict with ``prompt_k``/``prompt_v`` [L, B, Hkv, P, Dh],
-            ``gen_k`` [L, N, Hkv, Dh, Tg] (slots last) and ``gen_v`` [L, N, Hkv, Tg, Dh].
+          cache: decode mode only: dict with ``prompt_k`` [L, B, Hkv, Dh, P] and ``gen_k``
+            [L, N, Hkv, Dh, Tg] (keys slots last), ``prompt_v`` [L, B, Hkv, P, Dh] and
+            ``gen_v`` [L, N, Hkv, Tg, Dh].
         Returns:
           (out, kv): out is float32 logits [B, T, V] or hidden [B, T, D]; kv is the
           per-layer (k, v) pair stacked on a leading L axis, or None.
@@ -613,8 +615,9 @@ def decode_step_unrolled(
       positions_n1: int32 [N, 1] their RoPE positions.
       shared: ``prompt_valid`` bool [B, P]; ``gen_valid`` bool [Tg], True on the slots
         written so far, this step's included; ``write_index`` int32 [], this step's slot.
-      caches: one dict per layer: ``prompt_k`` / ``prompt_v`` [B, Hkv, P, Dh],
-        ``gen_k`` [B, G, Hkv, Dh, Tg] (slots last) and ``gen_v`` [B, G, Hkv, Tg, Dh].
+      caches: one dict per layer: ``prompt_k`` [B, Hkv, Dh, P] and ``gen_k`` [B, G, Hkv,
+        Dh, Tg] (keys slots last), ``prompt_v`` [B, Hkv, P, Dh] and ``gen_v`` [B, G, Hkv,
+        Tg, Dh].
     Returns:
       (hidden [N, 1, D] after the final norm, one (gen_k, gen_v) pair per layer with this
       step's token written).

@@ -7,8 +7,9 @@ prefill used, ``prompt`` / ``prompt_valid`` [B, P]. Inside, with N = B * G decod
 
 1. prompts are left-padded to the smallest length bucket P that holds the longest one
    (and the batch to a multiple of the mesh's batch shards, repeating the last prompt);
-2. each prompt is prefilled ONCE; its keys/values [L, B, Hkv, P, Dh] are kept as one
-   prompt cache that all G samples of the prompt read (it is never repeated G times);
+2. each prompt is prefilled ONCE; its keys [L, B, Hkv, Dh, P] (slots last) and values
+   [L, B, Hkv, P, Dh] are kept as one prompt cache that all G samples of the prompt read
+   (it is never repeated G times);
 3. one ``lax.while_loop`` decodes all N rows (row r answers prompt r // G); each step
    attends to the prompt cache, the row's own generated cache (keys [L, N, Hkv, Dh, T],
    slots last, values [L, N, Hkv, T, Dh]) and its current token, and writes the current

@@ -89,3 +89,58 @@ def test_grouped_response_attention_equals_one_softmax_values_and_gradients():
     ref = jax.grad(lambda *xs: loss(_concat_softmax_grouped, *xs), (0, 1, 2, 3, 4))
     for a, c in zip(grads(*arrays), ref(*arrays)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(c), atol=5e-5)
+
+
+def _reference_decode(q, k_new, v_new, pk, pv, pvalid, gk, gv, gvalid):
+    """Plain numpy, float64: each row and query head against the concatenation of its
+    prompt's valid keys, its own valid generated keys and (when given) its current key.
+    Layouts as stored: pk [B, Hkv, P, Dh], gk [N, Hkv, Tg, Dh] (slots second to last)."""
+    n, hq, dh = q.shape
+    b, hkv = pk.shape[:2]
+    g, r = n // b, hq // hkv
+    out = np.zeros((n, hq, dh))
+    for row in range(n):
+        i = row // g
+        for h in range(hq):
+            kh = h // r
+            keys = [pk[i, kh][pvalid[i]], gk[row, kh][gvalid]]
+            values = [pv[i, kh][pvalid[i]], gv[row, kh][gvalid]]
+            if k_new is not None:
+                keys.append(k_new[row, kh][None])
+                values.append(v_new[row, kh][None])
+            s = np.concatenate(keys) @ q[row, h] / np.sqrt(dh)
+            out[row, h] = _np_softmax(s) @ np.concatenate(values)
+    return out
+
+
+@pytest.mark.parametrize("current", ["separate", "in_cache"])
+def test_shared_prompt_decode_attention_equals_one_softmax_over_the_segments(current):
+    """The decode attention (prompt segment heads-major, no concatenation, one max and one
+    denominator) against one softmax over the concatenated keys: G rows share each
+    prompt, prompts left-padded to different lengths, the generated cache partly written,
+    R = 3 query heads per KV head; the current token as its own segment (the scanned step)
+    or already written into the cache (the unrolled step)."""
+    rng = np.random.default_rng(7)
+    b, g, hkv, r, dh, p, tg = 2, 3, 2, 3, 16, 11, 9
+    n = b * g
+    f = lambda *s: rng.normal(size=s)  # noqa: E731
+    q, pk, pv = f(n, hkv * r, dh) * 2, f(b, hkv, p, dh), f(b, hkv, p, dh)
+    gk, gv = f(n, hkv, tg, dh), f(n, hkv, tg, dh)
+    pvalid = np.ones((b, p), bool)
+    pvalid[0, :4] = False
+    t = 5  # this step's slot
+    if current == "separate":
+        k_new, v_new = f(n, hkv, dh), f(n, hkv, dh)
+        gvalid = np.arange(tg) < t
+    else:
+        k_new = v_new = None
+        gvalid = np.arange(tg) <= t
+    as32 = lambda x: None if x is None else jnp.asarray(x, jnp.float32)  # noqa: E731
+    got = attention.shared_prompt_decode_attention(
+        as32(q), as32(k_new), as32(v_new),
+        as32(pk.swapaxes(2, 3)), as32(pv), pvalid,  # keys stored slots last
+        as32(gk.swapaxes(2, 3)), as32(gv), jnp.asarray(gvalid),
+    )  # fmt: skip
+    want = _reference_decode(q, k_new, v_new, pk, pv, pvalid, gk, gv, gvalid)
+    assert got.shape == (n, hkv * r, dh) and got.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(got), want, atol=2e-5, rtol=0)

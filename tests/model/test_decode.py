@@ -57,10 +57,11 @@ PROMPT_LENS = [8, 5]
 def _case(config, params, seed):
     """Left-padded prompts, continuations, the prompt cache and the float64 reference.
 
-    Returns (prompts [B, P], valid [B, P], cont [N, STEPS], prompt_k, prompt_v
-    [L, B, Hkv, P, Dh], ref logits [N, P + STEPS, V]): the reference is each row's full
-    sequence (its prompt, unpadded, + continuation), right-padded to one length (causal
-    logits of earlier positions are unaffected), in float64.
+    Returns (prompts [B, P], valid [B, P], cont [N, STEPS], prompt_k [L, B, Hkv, Dh, P]
+    (slots last), prompt_v [L, B, Hkv, P, Dh], ref logits [N, P + STEPS, V]): the
+    reference is each row's full sequence (its prompt, unpadded, + continuation),
+    right-padded to one length (causal logits of earlier positions are unaffected), in
+    float64.
     """
     rng = np.random.default_rng(seed)
     prompts = np.zeros((B, P), np.int32)
@@ -153,9 +154,9 @@ def test_unrolled_decode_step_equals_full_recompute_and_writes_its_caches(name):
         full_rows[row, P:], row_valid[row, P:] = cont[row], True
     _, (fk, fv) = Decoder(config, mode="full", return_kv=True).apply(
         {"params": params}, full_rows, positions_from_mask(row_valid), {"key_valid": row_valid}
-    )  # [L, N, Hkv, P + steps, Dh]
+    )  # keys [L, N, Hkv, Dh, P + steps], values [L, N, Hkv, P + steps, Dh]
     for i, (k, v) in enumerate(gen):
-        want_k = np.asarray(fk[i, :, :, P:]).reshape(shape).swapaxes(3, 4)
+        want_k = np.asarray(fk[i, ..., P:]).reshape(np.asarray(k).shape)
         want_v = np.asarray(fv[i, :, :, P:]).reshape(shape)
         np.testing.assert_allclose(np.asarray(k), want_k, atol=1e-4, rtol=0)
         np.testing.assert_allclose(np.asarray(v), want_v, atol=1e-4, rtol=0)
