@@ -38,6 +38,9 @@ import jax.numpy as jnp
 import numpy as np
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "benchmarks"))
+from update import TINY  # noqa: E402  (sibling script: the benchmarks' tiny Qwen2)
+
 BASELINE_NAME = "reczero_baseline"
 
 
@@ -67,18 +70,7 @@ def build_sampler(package: str, args):
         load("sampling.methods"),
         load("sampling.sampler"),
     )
-    config = model_config.ModelConfig(
-        model_type="qwen2",
-        qkv_bias=True,
-        vocab_size=4096,
-        hidden_size=256,
-        intermediate_size=args.intermediate,
-        num_layers=4,
-        num_heads=4,
-        num_kv_heads=2,
-        head_dim=64,
-        tie_word_embeddings=True,
-    )
+    config = model_config.ModelConfig(**{**TINY, "intermediate_size": args.intermediate})
     mesh = sharding.make_mesh((1, -1, 1))
     params = params_mod.init_params(
         config, mesh, sharding.SAMPLE_RULES, jax.random.key(0), jnp.float32
