@@ -6,7 +6,8 @@
 # Steps, most important first, each under its own time limit and all within a total
 # budget (GPU_BUDGET_S, default 500 s; a step is skipped once less than 40 s are left):
 #   sampler_64      benchmarks/sampler.py --shapes qwen2.5-1.5b: 16 prompts x G 4 = 64
-#                   rows, prompt 128, 128 new tokens, random bf16 weights; decode tokens/s
+#                   rows, prompt 128, 128 new tokens, random bf16 weights, the sampler's
+#                   defaults on a GPU (scanned layer loop, 4 cache phases); decode tokens/s
 #                   and the HBM roofline fraction (also against a measured 4 GiB copy)
 #   update_full     benchmarks/update.py --shapes qwen2.5-1.5b: one GRPO update at the
 #                   paper's shape (8 prompts x G 8, prompt 1,536, answer 512), bf16 compute,
@@ -78,7 +79,7 @@ step update_cudnn 150 "$py" benchmarks/update.py "${s15[@]}" --attention cudnn \
 step update_none 120 "$py" benchmarks/update.py "${s15[@]}" --remat none --micro_groups 1
 step sampler_256 80 "$py" benchmarks/sampler.py "${s15[@]}" --batch 32 --samples 8
 step sampler_64_unrolled 100 "$py" benchmarks/sampler.py "${s15[@]}" --batch 16 --samples 4 \
-  --unroll_layers --profile "$traces/sampler_64_unrolled"
+  --decode_loop unrolled --profile "$traces/sampler_64_unrolled"
 step gpu_tests 90 env JAX_PLATFORMS=cuda JAX_DEFAULT_MATMUL_PRECISION=highest \
   "$py" -m pytest -q -p no:cacheprovider tests/model/test_dpa_attention.py \
   tests/model/test_decode.py tests/model/test_grouped.py tests/model/test_fused_and_unrolled.py \

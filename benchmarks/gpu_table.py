@@ -23,14 +23,16 @@ def _fmt(x, digits: int = 1, scale: float = 1.0, pct: bool = False) -> str:
 
 def sampler_table(rows: list[dict]) -> str:
     lines = [
-        "| device | decode layer loop | rows (B x G) | prompt + new | decode step ms | "
-        "decode tokens/s | HBM GB/s | roofline (datasheet) | roofline (measured copy) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| device | decode layer loop | cache phases | rows (B x G) | prompt + new | "
+        "decode step ms | decode tokens/s | HBM GB/s | roofline (datasheet) | "
+        "roofline (measured copy) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         loop = "unrolled" if r.get("unroll_layers") else "scan"
         lines.append(
-            f"| {r['device']} | {loop} | {r['rows']} ({r['batch_prompts']} x "
+            f"| {r['device']} | {loop} | {r.get('cache_phases', 1)} | {r['rows']} "
+            f"({r['batch_prompts']} x "
             f"{r['samples_per_prompt']}) | {r['prompt_len']} + {r['new_tokens']} | "
             f"{r['decode_step_ms']:.3f} | {_fmt(r['decode_tokens_per_s'], 0)} | "
             f"{_fmt(r['hbm_bytes_per_s'], 0, 1e9)} | {_fmt(r['roofline_fraction'], pct=True)} | "

@@ -34,9 +34,9 @@ Each system runs in its own subprocess, one after another (``benchmarks/peers/ru
 
 * ours: the real builder (``engine.build_engine``) and the body of ``rl.grpo.run_grpo``'s
   loop: ``collect_groups`` / ``rollout`` (the group sampler: each prompt prefilled once
-  for its G answers; its decode step unrolled over per-layer weights and caches,
-  ``sampling.unroll_layers``, in four loops over a growing generated cache,
-  ``sampling.cache_phases``), the reward in jnp on the token ids, the jitted ``rl.step``
+  for its G answers; with the project's defaults on CPU its decode step is unrolled over
+  per-layer weights and caches and runs in four loops over a growing generated cache,
+  ``ours_sampler`` in the JSON), the reward in jnp on the token ids, the jitted ``rl.step``
   train step with the GRPO objective (each prompt processed once per group; its layers
   unrolled, nothing recomputed: the settings that differ from the project's defaults are
   in the JSON's ``ours_settings``). EOS disabled. Its
@@ -409,6 +409,7 @@ def summarize(spec: dict, results: dict, skipped: dict) -> dict:
         tunables[system] = r.get("glibc_tunables") if ok else None
     out["ours_rollout_tokens_per_s"] = (results.get("ours") or {}).get("rollout_tokens_per_s")
     out["ours_settings"] = (results.get("ours") or {}).get("settings")
+    out["ours_sampler"] = (results.get("ours") or {}).get("sampler")
     ours = out["ours_step_s"]
     rounds = {}
     for peer in ("trl", "tunix"):

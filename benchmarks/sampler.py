@@ -39,7 +39,8 @@ from reczero_jax import sharding
 from reczero_jax.model import ModelConfig
 from reczero_jax.model.params import init_params
 from reczero_jax.sampling.methods import Sampling
-from reczero_jax.sampling.sampler import GroupSampler, SamplerSpec
+from reczero_jax.sampling.sampler import DECODE_LOOPS, GroupSampler, SamplerSpec, unrolls
+from reczero_jax.settings import SamplingSettings
 from reczero_jax.tools.lower_config import shape_config
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
@@ -254,10 +255,16 @@ def main(argv=None) -> int:
         help="weights, compute and KV cache in qwen2.5-1.5b mode (float32 runs on CPU)",
     )
     parser.add_argument(
-        "--unroll_layers", action="store_true", help="decode steps unroll the layer loop"
+        "--decode_loop",
+        choices=tuple(DECODE_LOOPS),
+        default=SamplingSettings.decode_loop,
+        help="how decode steps run the layers (auto: unrolled on CPU, scanned elsewhere)",
     )
     parser.add_argument(
-        "--cache_phases", type=int, default=1, help="decode loops over a growing cache"
+        "--cache_phases",
+        type=int,
+        default=SamplingSettings.cache_phases,
+        help="decode loops over a growing cache",
     )
     parser.add_argument(
         "--measure_peak", action="store_true", help="also time a 4 GiB copy on the device"
@@ -266,6 +273,7 @@ def main(argv=None) -> int:
         "--profile", default="", help="trace one more call into this folder, print a summary"
     )
     args = parser.parse_args(argv)
+    args.unroll_layers = unrolls(args.decode_loop, jax.default_backend())
     if args.shapes == "tiny":
         args.batch = args.batch or 4
         result = run_tiny(args)

@@ -41,6 +41,9 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
 from update import TINY  # noqa: E402  (sibling script: the benchmarks' tiny Qwen2)
 
+from reczero_jax.sampling.sampler import DECODE_LOOPS, unrolls  # noqa: E402
+from reczero_jax.settings import SamplingSettings  # noqa: E402
+
 BASELINE_NAME = "reczero_baseline"
 
 
@@ -95,10 +98,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--prompt_len", type=int, default=128)
     parser.add_argument("--new_tokens", type=int, default=128)
     parser.add_argument("--intermediate", type=int, default=1024)
-    parser.add_argument("--unroll_layers", action="store_true")
-    parser.add_argument("--cache_phases", type=int, default=1)
+    parser.add_argument("--decode_loop", choices=tuple(DECODE_LOOPS), default="auto")
+    parser.add_argument("--cache_phases", type=int, default=SamplingSettings.cache_phases)
     parser.add_argument("--calls", type=int, default=30, help="timed calls of each sampler")
     args = parser.parse_args(argv)
+    # decided here, by this checkout's rule, so both samplers run the same decode loop
+    args.unroll_layers = unrolls(args.decode_loop, jax.default_backend())
 
     with tempfile.TemporaryDirectory() as tmp:
         export_baseline(args.baseline, pathlib.Path(tmp))

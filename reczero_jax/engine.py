@@ -39,7 +39,7 @@ from reczero_jax.hf.checkpoint import load_hf_params
 from reczero_jax.model.model_config import ModelConfig
 from reczero_jax.model.params import DTYPES, abstract_params, init_params, param_shardings
 from reczero_jax.sampling.methods import Greedy, Sampling
-from reczero_jax.sampling.sampler import GroupSampler, SamplerSpec
+from reczero_jax.sampling.sampler import DECODE_LOOPS, GroupSampler, SamplerSpec
 from reczero_jax.settings import SamplingSettings, ScratchModel, Settings
 from reczero_jax.text.stop_strings import StopStrings
 from reczero_jax.text.tiny_tokenizer import build_tiny_tokenizer
@@ -210,7 +210,7 @@ def sampler_spec(
         eos_ids=tuple(eos_ids),
         pad_id=pad_id,
         buckets=sampling.prompt_buckets,
-        unroll_layers=sampling.unroll_layers,
+        unroll_layers=DECODE_LOOPS[sampling.decode_loop],
         cache_phases=sampling.cache_phases,
     )
 

@@ -47,6 +47,10 @@ def test_generate_prints_g_samples_of_a_tiny_offline_model(tmp_path):
         ("--config.sampling.nope=1", "config.sampling.nope: unknown key"),
         ("--config.sampling.top_k=abc", "top_k"),
         ("--config.sampling.top_p=2.0", "config.sampling.top_p: must be in (0, 1]"),
+        (
+            "--config.sampling.decode_loop=unroll",
+            "config.sampling.decode_loop: must be one of ('auto', 'unrolled', 'scanned')",
+        ),
         ("--config.mesh.shape=(1,1,8)", "config.mesh.shape"),
         ("--config.model.hf_dir=/does/not/exist", "/does/not/exist"),
         ("--config.generate.prompt=", 'config.generate.prompt: mode "generate" needs a prompt'),

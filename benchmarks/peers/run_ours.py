@@ -45,10 +45,6 @@ def settings_for(spec: dict):
     c.model.logits_remat = False
     c.model.scan_layers = False
     c.mesh.shape = (1, -1, 1)
-    # The decode step unrolled over per-layer weights and caches, in four loops over a
-    # growing generated cache (README: the sampler).
-    c.sampling.unroll_layers = True
-    c.sampling.cache_phases = 4
     c.sampling.max_new_tokens = shape["new_tokens"]
     c.sampling.method = "sample"
     c.sampling.temperature = 1.0
@@ -182,9 +178,12 @@ def main() -> int:
             "model.remat": settings.model.remat,
             "model.logits_remat": settings.model.logits_remat,
             "model.scan_layers": settings.model.scan_layers,
-            "sampling.unroll_layers": settings.sampling.unroll_layers,
-            "sampling.cache_phases": settings.sampling.cache_phases,
             "huge_pages": status(),
+        },
+        # the sampler's decode loop as the project's defaults decide it on this machine
+        "sampler": {
+            "unroll_layers": sampler.spec.unroll_layers,
+            "cache_phases": sampler.spec.cache_phases,
         },
         **summary,
     }

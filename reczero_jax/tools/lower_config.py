@@ -7,12 +7,15 @@ Builds abstract parameters, optimizer state and batches (``jax.ShapeDtypeStruct`
 their shardings on the config's mesh) and lowers the GRPO update step and the group
 sampler with ``jax.jit(...).lower``: a check that a pod configuration is consistent
 (shapes, shardings, divisibility) before renting the pod. Prints one line per function.
+With ``sampling.decode_loop='auto'`` the sampler is lowered with the loop a TPU runs
+(scanned), not the one the CPU would pick.
 On CPU, ``--devices N`` fakes N devices.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import pathlib
 import sys
@@ -88,7 +91,7 @@ def lower_config(settings, model_config) -> dict[str, object]:
         jit_train_step,
         make_optimizer,
     )
-    from reczero_jax.sampling.sampler import GroupSampler
+    from reczero_jax.sampling.sampler import GroupSampler, unroll_by_default
 
     mesh = build_mesh(settings)
     check_attention_kernel(settings, mesh)
@@ -127,6 +130,8 @@ def lower_config(settings, model_config) -> dict[str, object]:
     out = {"train_step": step.lower(state, batch), "objective": objective}
 
     spec = sampler_spec(settings.sampling, model_config.eos_token_ids or (0,), 0, greedy=False)
+    if spec.unroll_layers is None:  # 'auto': the loop a TPU pod runs, not the CPU's
+        spec = dataclasses.replace(spec, unroll_layers=unroll_by_default("tpu"))
     sampler = GroupSampler(model_config, mesh, spec, None, DTYPES[settings.model.dtype])
     key = jax.ShapeDtypeStruct((), jax.random.key(0).dtype, sharding=sampler._replicated)
     out["sampler"] = sampler.lower(

@@ -5,10 +5,7 @@ Runs on however many devices the process has (1, or conftest's 8); six compiles.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
-import pathlib
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -16,8 +13,7 @@ import pytest
 
 from reczero_jax import sharding
 from reczero_jax.model.model_config import ModelConfig
-
-PATH = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "memory.py"
+from tests.benchmarks.scripts import load_script
 
 TINY = ModelConfig(
     model_type="qwen2",
@@ -37,10 +33,7 @@ VARIANTS = ("ours/none", "ours/full", "naive/full")
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("memory_benchmark", PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
+    module = load_script("memory")
     return module
 
 

@@ -4,22 +4,15 @@ checkout's sampler code unchanged) both sample the same tokens."""
 
 from __future__ import annotations
 
-import importlib.util
 import pathlib
 import shutil
 import subprocess
 
 import pytest
 
+from tests.benchmarks.scripts import load_script
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-
-
-def _load():
-    path = ROOT / "benchmarks" / "sampler_ab.py"
-    spec = importlib.util.spec_from_file_location("bench_sampler_ab", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _git(*args):
@@ -33,7 +26,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_the_baseline_package_is_renamed_throughout(tmp_path):
-    ab = _load()
+    ab = load_script("sampler_ab")
     ab.export_baseline("HEAD", tmp_path)
     package = tmp_path / ab.BASELINE_NAME
     assert (package / "sampling" / "sampler.py").is_file()
@@ -43,7 +36,7 @@ def test_the_baseline_package_is_renamed_throughout(tmp_path):
 
 
 def test_against_head_it_times_both_and_samples_the_same_tokens(capsys):
-    ab = _load()
+    ab = load_script("sampler_ab")
     result = ab.main(
         ["--baseline", "HEAD", "--prompts", "1", "--samples", "2", "--prompt_len", "8",
          "--new_tokens", "4", "--calls", "2"]

@@ -4,27 +4,17 @@ benchmarks/gpu_table.py's tables."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import pathlib
 
 import pytest
 
 from reczero_jax.model.model_config import ModelConfig
-
-BENCH = pathlib.Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.benchmarks.scripts import BENCH, load_script
 
 
 @pytest.fixture(scope="module")
 def update():
-    return _load("update")
+    return load_script("update")
 
 
 CONFIG = ModelConfig(
@@ -126,9 +116,10 @@ def test_bad_micro_batch_is_a_clear_error(update):
 
 
 def test_gpu_table_rows():
-    table = _load("gpu_table")
+    table = load_script("gpu_table")
     sampler = {
-        "device": "NVIDIA H200", "unroll_layers": True, "rows": 64, "batch_prompts": 16,
+        "device": "NVIDIA H200", "unroll_layers": True, "cache_phases": 4, "rows": 64,
+        "batch_prompts": 16,
         "samples_per_prompt": 4, "prompt_len": 128, "new_tokens": 128, "decode_step_ms": 4.1,
         "decode_tokens_per_s": 15554.2, "hbm_bytes_per_s": 7.9e11, "roofline_fraction": 0.165,
     }  # fmt: skip
@@ -142,8 +133,8 @@ def test_gpu_table_rows():
     text = table.tables([json.dumps(sampler), "not json", json.dumps(upd)])
     rows = text.splitlines()
     assert (
-        "| NVIDIA H200 | unrolled | 64 (16 x 4) | 128 + 128 | 4.100 | 15,554 | 790 | 16.5% | - |"
-        in rows
+        "| NVIDIA H200 | unrolled | 4 | 64 (16 x 4) | 128 + 128 | 4.100 | 15,554 | 790 | 16.5% "
+        "| - |" in rows
     )
     assert (
         "| NVIDIA H200 | 8 x 8, 1536 + 512 | cudnn | full | no | 4 | 1.500 | 30,000 | 290.0 "
@@ -204,7 +195,7 @@ def test_gpu_script_collects_each_step_and_prints_the_tables(tmp_path):
     ]
     assert "== gpu_tests: rc 1" in result.stdout and "1 failed, 2 passed" in result.stdout
     assert result.stdout.rstrip().endswith("| 50 |")  # the update table is last
-    assert "| X | scan | 64 (16 x 4) | 128 + 128 | 4.500 |" in result.stdout
+    assert "| X | scan | 1 | 64 (16 x 4) | 128 + 128 | 4.500 |" in result.stdout
     assert (out / "gpu.log").read_text().count("compiling") == 6
 
 
@@ -222,7 +213,7 @@ def test_gpu_script_is_shellcheck_clean():
 def test_trace_summary_sums_device_kernels(tmp_path):
     import gzip
 
-    ts = _load("trace_summary")
+    ts = load_script("trace_summary")
     events = [
         {"ph": "M", "name": "process_name", "pid": 1, "args": {"name": "/host:CPU"}},
         {"ph": "M", "name": "process_name", "pid": 2, "args": {"name": "/device:GPU:0"}},
@@ -255,7 +246,7 @@ def test_update_profile_flag_adds_a_summary(update, capsys, tmp_path):
 
 
 def test_datasheet_peaks_by_device_kind():
-    peaks = _load("device_peaks")
+    peaks = load_script("device_peaks")
     assert peaks.datasheet(peaks.PEAK_HBM_BYTES_PER_S, "NVIDIA H200") == 4.8e12
     assert peaks.datasheet(peaks.PEAK_BF16_FLOPS, "TPU v5 lite") == 197e12
     assert peaks.datasheet(peaks.PEAK_BF16_FLOPS, "cpu") is None

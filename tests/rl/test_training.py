@@ -255,6 +255,16 @@ def test_paper_configs_lower_for_qwen2_5_7b_on_a_fake_mesh(name, tmp_path):
     lowered = lower_config(load_settings(config), ModelConfig(**SHAPES["qwen2.5-7b"]))
     assert {"train_step", "sampler"} <= set(lowered)
     assert "stablehlo" in lowered["train_step"].as_text()[:5000]
+    if name == "reczero_qwen2_5_7b":
+        # sampling.decode_loop='auto' is lowered as a TPU pod runs it: scanned, one layer
+        # loop inside each of the 4 cache phases' decode loops (on CPU it would unroll)
+        config.sampling.decode_loop = "unrolled"
+        unrolled = lower_config(load_settings(config), ModelConfig(**SHAPES["qwen2.5-7b"]))
+
+        def loops(low):
+            return low["sampler"].as_text().count("stablehlo.while")
+
+        assert loops(lowered) == loops(unrolled) + 4
 
 
 def test_lower_config_lowers_the_loss_that_training_runs(tmp_path):

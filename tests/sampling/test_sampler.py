@@ -23,9 +23,16 @@ from tests.sampling.conftest import load_on, mesh_of
 PROMPTS = [[5, 17, 300, 42, 9, 77], [11, 12, 13], list(range(100, 113))]
 
 
-def _spec(method, max_new=12, eos=(2,), buckets=(8, 16, 32)):
+def _spec(method, max_new=12, eos=(2,), buckets=(8, 16, 32), unroll=None):
+    """The spec with the sampler's defaults (on CPU: unrolled, 4 cache phases) unless
+    ``unroll`` picks the decode loop."""
     return SamplerSpec(
-        max_new_tokens=max_new, method=method, eos_ids=eos, pad_id=0, buckets=buckets
+        max_new_tokens=max_new,
+        method=method,
+        eos_ids=eos,
+        pad_id=0,
+        buckets=buckets,
+        unroll_layers=unroll,
     )
 
 
@@ -44,10 +51,11 @@ def _full_logprobs(config, params, prompts, generated, temperature=1.0, length=3
     ]
 
 
-@pytest.mark.parametrize("temperature", [1.0, 0.7])
-def test_logprobs_equal_full_forward(qwen2, temperature):
+@pytest.mark.parametrize("temperature, unroll", [(1.0, None), (0.7, None), (1.0, False)])
+def test_logprobs_equal_full_forward(qwen2, temperature, unroll):
     config, params, _ = qwen2
-    sampler = GroupSampler(config, mesh_of((1, 1, 1)), _spec(Sampling(temperature)))
+    spec = _spec(Sampling(temperature), unroll=unroll)
+    sampler = GroupSampler(config, mesh_of((1, 1, 1)), spec)
     out = sampler.sample(params, PROMPTS, 3, key=jax.random.key(3))
     tokens, logprobs, lengths = map(np.asarray, (out.tokens, out.logprobs, out.lengths))
     stopped = np.asarray(out.stopped)
@@ -70,9 +78,11 @@ def test_logprobs_equal_full_forward(qwen2, temperature):
         assert stopped[b, g] == (n < 12 or tokens[b, g, n - 1] == 2)
 
 
-def test_greedy_equals_transformers_generate(qwen2):
+@pytest.mark.parametrize("unroll", [None, False])
+def test_greedy_equals_transformers_generate(qwen2, unroll):
     config, params, hf_dir = qwen2
-    sampler = GroupSampler(config, mesh_of((1, 1, 1)), _spec(Greedy(), max_new=10))
+    spec = _spec(Greedy(), max_new=10, unroll=unroll)
+    sampler = GroupSampler(config, mesh_of((1, 1, 1)), spec)
     out = sampler.sample(params, PROMPTS, 1)
     assert out.tokens.shape == (3, 1, 10) and out.lengths.shape == (3, 1)
     hf = transformers.AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
@@ -138,8 +148,9 @@ def test_unrolled_decode_equals_scanned(qwen2, mesh_shape):
     if mesh_shape != (1, 1, 1):
         params = load_on(mesh, config, hf_dir)
     key = jax.random.key(5)
-    scanned = GroupSampler(config, mesh, _spec(Sampling(1.0))).sample(params, PROMPTS, 3, key=key)
-    spec = dataclasses.replace(_spec(Sampling(1.0)), unroll_layers=True)
+    scan_spec = _spec(Sampling(1.0), unroll=False)
+    scanned = GroupSampler(config, mesh, scan_spec).sample(params, PROMPTS, 3, key=key)
+    spec = _spec(Sampling(1.0), unroll=True)
     unrolled = GroupSampler(config, mesh, spec).sample(params, PROMPTS, 3, key=key)
     np.testing.assert_array_equal(np.asarray(unrolled.tokens), np.asarray(scanned.tokens))
     np.testing.assert_array_equal(np.asarray(unrolled.lengths), np.asarray(scanned.lengths))
@@ -153,7 +164,8 @@ def test_unrolled_decode_equals_scanned(qwen2, mesh_shape):
         lowered = GroupSampler(config, mesh, s).lower(params, tokens, valid, key, 3)
         return lowered.as_text().count("stablehlo.while")
 
-    assert loops(spec) == loops(_spec(Sampling(1.0))) - 1
+    # one loop over the layers inside each of the 4 cache phases' decode loops
+    assert loops(spec) == loops(scan_spec) - 4
 
 
 def test_unrolled_decode_updates_its_caches_in_place(qwen2):
@@ -163,7 +175,7 @@ def test_unrolled_decode_updates_its_caches_in_place(qwen2):
     layer that read its cache before the caller wrote the token got every cache copied
     twice per step: 3 * 2L copies in the program, measured)."""
     config, params, _ = qwen2
-    spec = dataclasses.replace(_spec(Sampling(1.0)), unroll_layers=True)
+    spec = _spec(Sampling(1.0), unroll=True)
     sampler = GroupSampler(config, mesh_of((1, 1, 1)), spec)
     tokens, valid = sampler.pad_prompts(PROMPTS)
     text = sampler.lower(params, tokens, valid, jax.random.key(0), 3).compile().as_text()
@@ -205,7 +217,7 @@ def test_cache_phases_sample_what_one_loop_samples(qwen2, mesh_shape, unroll):
     for max_new in (12, 1):
         eos = tuple(range(3, 80))  # about one token in twelve ends an answer
         spec = _spec(Sampling(1.0), max_new=max_new, eos=eos)
-        base = dataclasses.replace(spec, unroll_layers=unroll)
+        base = dataclasses.replace(spec, unroll_layers=unroll, cache_phases=1)
         ref = GroupSampler(config, mesh, base).sample(params, PROMPTS, 3, key=key)
         if max_new == 12:  # rows end in different loops of 4 and of 1 step
             assert len(set(np.asarray(ref.lengths).ravel().tolist())) >= 3
@@ -221,14 +233,31 @@ def test_cache_phases_sample_what_one_loop_samples(qwen2, mesh_shape, unroll):
             )
 
 
-def test_sampling_section_sets_unroll_layers():
+def test_sampling_section_sets_the_decode_loop():
     from reczero_jax.engine import sampler_spec
     from reczero_jax.settings import SamplingSettings
 
-    assert sampler_spec(SamplingSettings(unroll_layers=True), (2,), 0).unroll_layers is True
-    assert sampler_spec(SamplingSettings(), (2,), 0).unroll_layers is False
-    assert sampler_spec(SamplingSettings(cache_phases=4), (2,), 0).cache_phases == 4
-    assert sampler_spec(SamplingSettings(), (2,), 0).cache_phases == 1
+    def spec(**kw):
+        return sampler_spec(SamplingSettings(**kw), (2,), 0)
+
+    assert spec(decode_loop="unrolled").unroll_layers is True
+    assert spec(decode_loop="scanned").unroll_layers is False
+    assert spec().unroll_layers is None  # 'auto': the sampler decides by its platform
+    assert spec().cache_phases == 4
+    assert spec(cache_phases=1).cache_phases == 1
+
+
+def test_the_decode_loop_left_open_is_unrolled_on_cpu_only(qwen2):
+    from reczero_jax.sampling.sampler import unroll_by_default, unrolls
+
+    config, _, _ = qwen2
+    sampler = GroupSampler(config, mesh_of((1, 1, 1)), _spec(Sampling(1.0)))
+    assert jax.devices()[0].platform == "cpu" and sampler.spec.unroll_layers is True
+    assert [unroll_by_default(p) for p in ("cpu", "gpu", "tpu")] == [True, False, False]
+    assert unrolls("auto", "tpu") is False and unrolls("unrolled", "tpu") is True
+    assert unrolls("scanned", "cpu") is False and unrolls("auto", "cpu") is True
+    scanned = GroupSampler(config, mesh_of((1, 1, 1)), _spec(Sampling(1.0), unroll=False))
+    assert scanned.spec.unroll_layers is False
 
 
 def test_compiles_once_per_bucket_and_keys_change(qwen2):
