@@ -4,7 +4,8 @@ Every section of the run configuration is a frozen dataclass whose fields carry 
 hints and defaults. :func:`from_mapping` walks the ConfigDict against those hints:
 
 * a key the dataclass does not declare is rejected (``config.model.dtyp: unknown key;
-  known keys: ...``);
+  known keys: ...``); a key it lists in its ``RENAMED`` class attribute (old name ->
+  what to write instead) is rejected with that hint;
 * a value of the wrong type is rejected (``config.sampling.top_k: expected int, got
   str 'x'``); ints are accepted where floats are expected, lists where tuples are;
 * ``__post_init__`` checks of each dataclass (impossible values) are re-raised with the
@@ -92,6 +93,10 @@ def from_mapping(cls: type, mapping: Any, path: str = "config"):
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(items) - set(fields))
+    renamed = getattr(cls, "RENAMED", {})
+    for key in unknown:
+        if key in renamed:
+            raise ConfigError(f"{path}.{key}: renamed: {renamed[key]}")
     if unknown:
         raise ConfigError(
             f"{path}.{unknown[0]}: unknown key; known keys of {path}: {sorted(fields)}"

@@ -9,6 +9,7 @@ key) and returns a :class:`Settings`. Nothing below the entry point reads the Co
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 from reczero_jax.config_parsing import ConfigError, from_mapping
 from reczero_jax.data.data_config import BaselinesConfig, DataConfig
@@ -180,6 +181,11 @@ class SamplingSettings:
     prompt_buckets: tuple[int, ...] = DEFAULT_BUCKETS
     decode_loop: str = "auto"
     cache_phases: int = 4
+
+    RENAMED: ClassVar[dict[str, str]] = {
+        "unroll_layers": "write sampling.decode_loop='unrolled' (was True) or 'scanned' "
+        "(was False); the default 'auto' unrolls on CPU only",
+    }
 
     def __post_init__(self):
         _require(

@@ -47,6 +47,11 @@ def test_defaults_round_trip():
     [
         (lambda c: c.model.update({"dtyp": "float32"}), r"config\.model\.dtyp: unknown key"),
         (lambda c: c.update({"modle": {}}), r"config\.modle: unknown key"),
+        (
+            lambda c: c.sampling.update({"unroll_layers": True}),
+            r"config\.sampling\.unroll_layers: renamed: write sampling\.decode_loop='unrolled'",
+        ),
+        (lambda c: setattr(c.sampling, "decode_loop", "x"), r"config\.sampling\.decode_loop"),
         (lambda c: setattr(c.sampling, "top_p", 1.5), r"config\.sampling\.top_p: must be in"),
         (lambda c: setattr(c, "mode", "train"), r"config\.mode: must be one of"),
         (lambda c: setattr(c.model, "dtype", "float16"), r"config\.model\.dtype"),
