@@ -446,8 +446,12 @@ class GroupSampler:
         shape_key = (tokens.shape, num_samples)
         if shape_key not in self._compiled:
             b, p = tokens.shape
+            spec = self.spec
+            loop = "unrolled" if spec.unroll_layers else "scanned"
+            phases = len(phase_cache_lengths(spec.max_new_tokens, spec.cache_phases))
             log.info("compiling the sampler: %d prompts x %d samples, prompt bucket %d, %d new "
-                     "tokens", b, num_samples, p, self.spec.max_new_tokens)  # fmt: skip
+                     "tokens, decode loop %s in %d cache phase(s)", b, num_samples, p,
+                     spec.max_new_tokens, loop, phases)  # fmt: skip
             self._compiled[shape_key] = self.lower(
                 params, tokens, valid, key, num_samples
             ).compile()
