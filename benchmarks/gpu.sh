@@ -17,6 +17,8 @@
 #   update_none     update_full with remat none in 8 micro-batches of one prompt
 #   sampler_256     32 prompts x G 8 = 256 rows
 #   sampler_64_unrolled   sampler_64 with the decode's layer loop unrolled
+#   sampler_64_one_loop   sampler_64 in one decode loop (--cache_phases 1): what the
+#                   default 4 cache phases gain on a GPU
 #   gpu_tests       the model's correctness tests on the GPU (cuDNN's attention in bf16
 #                   against the einsum kernels; decode cache, grouped forward and fused
 #                   projections in float32 at highest matmul precision)
@@ -80,6 +82,8 @@ step update_none 120 "$py" benchmarks/update.py "${s15[@]}" --remat none --micro
 step sampler_256 80 "$py" benchmarks/sampler.py "${s15[@]}" --batch 32 --samples 8
 step sampler_64_unrolled 100 "$py" benchmarks/sampler.py "${s15[@]}" --batch 16 --samples 4 \
   --decode_loop unrolled --profile "$traces/sampler_64_unrolled"
+step sampler_64_one_loop 80 "$py" benchmarks/sampler.py "${s15[@]}" --batch 16 --samples 4 \
+  --cache_phases 1
 step gpu_tests 90 env JAX_PLATFORMS=cuda JAX_DEFAULT_MATMUL_PRECISION=highest \
   "$py" -m pytest -q -p no:cacheprovider tests/model/test_dpa_attention.py \
   tests/model/test_decode.py tests/model/test_grouped.py tests/model/test_fused_and_unrolled.py \

@@ -192,11 +192,12 @@ def test_gpu_script_collects_each_step_and_prints_the_tables(tmp_path):
         "update_none",
         "sampler_256",
         "sampler_64_unrolled",
+        "sampler_64_one_loop",
     ]
     assert "== gpu_tests: rc 1" in result.stdout and "1 failed, 2 passed" in result.stdout
     assert result.stdout.rstrip().endswith("| 50 |")  # the update table is last
     assert "| X | scan | 1 | 64 (16 x 4) | 128 + 128 | 4.500 |" in result.stdout
-    assert (out / "gpu.log").read_text().count("compiling") == 6
+    assert (out / "gpu.log").read_text().count("compiling") == 7
 
 
 def test_gpu_script_is_shellcheck_clean():
