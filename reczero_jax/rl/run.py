@@ -221,7 +221,8 @@ def _run(s: Settings, workdir: epath.Path, data: LoadedData, t0: float) -> dict:
             if phase == "eval":
                 results[last] = _evaluate_phase(s, engine, plan, test, reward_fn, writer, last)
             elif (plan.resume_step or 0) >= getattr(s, phase).steps > 0:
-                log.info("%s: complete (%s, step %d)", phase, own, plan.resume_step)
+                log.info("%s: complete (%s, step %d), not trained again; another "
+                         "workdir trains it anew", phase, own, plan.resume_step)  # fmt: skip
             else:
                 try:
                     out, extra = _train_phase(

@@ -105,15 +105,19 @@ def test_resume_is_bitwise_exact(tmp_path):
     assert {line["step"] for line in lines} >= {2, 4}
 
 
-def test_resumed_recone_keeps_the_cold_start_weights_as_kl_reference(tmp_path):
+def test_resumed_recone_keeps_the_cold_start_weights_as_kl_reference(tmp_path, caplog):
     """RecOne with a KL weight, stopped after 2 GRPO steps and relaunched, ends bitwise
     equal to the run that was never stopped: the resumed GRPO phase takes its KL reference
     from the cold start's checkpoint (with the scratch weights it would drift)."""
     kl = dict(kl_coef=0.5, kl_estimator="k2", entropy_coef=0.0)
     run(tiny_settings(tmp_path / "a", mode="recone", steps=4, **kl))
     run(tiny_settings(tmp_path / "b", mode="recone", steps=2, **kl))
-    resumed = run(tiny_settings(tmp_path / "b", mode="recone", steps=4, **kl))
+    caplog.clear()
+    with caplog.at_level("INFO", logger="reczero_jax"):
+        resumed = run(tiny_settings(tmp_path / "b", mode="recone", steps=4, **kl))
     assert "sft_history" not in resumed  # the finished cold start was not run again
+    assert "sft: complete (" in caplog.text and "not trained again" in caplog.text
+    assert "grpo: complete (" not in caplog.text  # the stopped one was resumed
     straight = final_params(tiny_settings(tmp_path / "a", mode="recone", steps=4, **kl))
     again = final_params(tiny_settings(tmp_path / "b", mode="recone", steps=4, **kl))
     jax.tree.map(np.testing.assert_array_equal, straight, again)
