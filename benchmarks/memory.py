@@ -83,7 +83,6 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import argparse  # noqa: E402
 import dataclasses  # noqa: E402
-import functools  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -102,7 +101,7 @@ from reczero_jax.model.decoder import (  # noqa: E402
     positions_from_mask,
 )
 from reczero_jax.model.model_config import ModelConfig  # noqa: E402
-from reczero_jax.model.params import DTYPES, abstract_params, param_shardings  # noqa: E402
+from reczero_jax.model.params import DTYPES, sharded_param_shapes  # noqa: E402
 from reczero_jax.rl.losses import GRPOLoss  # noqa: E402
 from reczero_jax.rl.objectives import Forward, GRPOBatch, GRPOObjective  # noqa: E402
 from reczero_jax.rl.step import (  # noqa: E402
@@ -181,18 +180,9 @@ def objective(config: ModelConfig, variant: str, dtype: Any) -> GRPOObjective:
     return GRPOObjective(forward, GRPOLoss())
 
 
-@functools.cache
-def _param_shapes(config: ModelConfig, param_dtype: Any):
-    return abstract_params(config, param_dtype)[0]
-
-
 def abstract_state(config: ModelConfig, mesh: Mesh, param_dtype: Any):
     """The TrainState (params + AdamW state + step) as sharded ShapeDtypeStructs."""
-    shapes = _param_shapes(config, param_dtype)
-    shardings = param_shardings(config, mesh, sharding.TRAIN_RULES, param_dtype)
-    params = jax.tree.map(
-        lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, shardings
-    )
+    params = sharded_param_shapes(config, mesh, sharding.TRAIN_RULES, param_dtype)
     return abstract_train_state(params, make_optimizer(OptimSettings()))
 
 

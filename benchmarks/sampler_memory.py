@@ -31,7 +31,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from reczero_jax import sharding
-from reczero_jax.model.params import DTYPES, abstract_params
+from reczero_jax.model.params import DTYPES, sharded_param_shapes
 from reczero_jax.sampling.methods import Sampling
 from reczero_jax.sampling.sampler import GroupSampler, SamplerSpec
 from reczero_jax.tools.lower_config import SHAPES, shape_config
@@ -53,12 +53,7 @@ def measure(config, loop: str, phases: int, b: int, g: int, p: int, t: int, dtyp
         cache_phases=phases,
     )
     sampler = GroupSampler(config, mesh, spec, dtype=dtype)
-    shapes = abstract_params(config, dtype)[0]
-    params = jax.tree.map(
-        lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
-        shapes,
-        sampler.param_shardings(shapes),
-    )
+    params = sharded_param_shapes(config, mesh, sharding.SAMPLE_RULES, dtype)
     row = NamedSharding(mesh, PartitionSpec(sharding.BATCH_AXES))
     tokens = jax.ShapeDtypeStruct((b, p), jnp.int32, sharding=row)
     valid = jax.ShapeDtypeStruct((b, p), jnp.bool_, sharding=row)

@@ -37,7 +37,7 @@ from reczero_jax.checkpointing import checkpoint_steps, restore_checkpoint
 from reczero_jax.config_parsing import ConfigError
 from reczero_jax.hf.checkpoint import load_hf_params
 from reczero_jax.model.model_config import ModelConfig
-from reczero_jax.model.params import DTYPES, abstract_params, init_params, param_shardings
+from reczero_jax.model.params import DTYPES, init_params, sharded_param_shapes
 from reczero_jax.sampling.methods import Greedy, Sampling
 from reczero_jax.sampling.sampler import DECODE_LOOPS, GroupSampler, SamplerSpec
 from reczero_jax.settings import SamplingSettings, ScratchModel, Settings
@@ -174,11 +174,7 @@ class Engine:
 
     def abstract_weights(self, rules: sharding.Rules = sharding.TRAIN_RULES):
         """The params as ShapeDtypeStructs with their shardings: nothing is read or made."""
-        shapes, _ = abstract_params(self.model_config, self.param_dtype)
-        shardings = param_shardings(self.model_config, self.mesh, rules, self.param_dtype)
-        return jax.tree.map(
-            lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, shardings
-        )
+        return sharded_param_shapes(self.model_config, self.mesh, rules, self.param_dtype)
 
     def sampler(
         self, *, greedy: bool | None = None, max_new_tokens: int | None = None, seed=None

@@ -45,6 +45,18 @@ def param_shardings(
     return sharding.tree_shardings(shapes, logical, mesh, rules)
 
 
+def sharded_param_shapes(
+    config: ModelConfig, mesh: Mesh, rules: sharding.Rules, param_dtype: Any = jnp.float32
+):
+    """The params as ShapeDtypeStructs carrying their NamedShardings under ``rules``: what
+    ``jit(...).lower`` needs to compile for real shapes without making any weight."""
+    shapes, logical = abstract_params(config, param_dtype)
+    shardings = sharding.tree_shardings(shapes, logical, mesh, rules)
+    return jax.tree.map(
+        lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, shardings
+    )
+
+
 def init_params(
     config: ModelConfig,
     mesh: Mesh,

@@ -82,7 +82,7 @@ def lower_config(settings, model_config) -> dict[str, object]:
         check_mesh_fits_model,
         sampler_spec,
     )
-    from reczero_jax.model.params import DTYPES, abstract_params, param_shardings
+    from reczero_jax.model.params import DTYPES, sharded_param_shapes
     from reczero_jax.rl.grpo import grpo_objective
     from reczero_jax.rl.objectives import GRPOBatch
     from reczero_jax.rl.step import (
@@ -98,13 +98,9 @@ def lower_config(settings, model_config) -> dict[str, object]:
     check_mesh_fits_model(mesh, model_config)
     pdt = DTYPES[settings.model.param_dtype]
     cfg = settings.grpo
-    shapes, _ = abstract_params(model_config, pdt)
 
     def abstract(rules):
-        shardings = param_shardings(model_config, mesh, rules, pdt)
-        return jax.tree.map(
-            lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, shardings
-        )
+        return sharded_param_shapes(model_config, mesh, rules, pdt)
 
     state = abstract_train_state(abstract(sharding.TRAIN_RULES), make_optimizer(cfg.optim))
     objective = grpo_objective(settings, model_config)
